@@ -1,0 +1,71 @@
+"""The daemon's exceptions, one tree::
+
+    DrainerError
+    ├── ConfigError            bad or missing configuration -> exit code 2
+    ├── UpstreamError          an upstream API did not give us what we asked for
+    │   ├── TransientError     5xx, WAF 405, connection reset, timeout, truncated body: retry later
+    │   ├── RateLimitedError   429: no request before ``retry_at``
+    │   ├── AuthError          token endpoint refused the credentials
+    │   └── ForbiddenError     403: this client may not call this endpoint at all
+    ├── SpoolError             the local write-ahead spool cannot be written
+    │   └── SpoolFullError     ``spool.max_bytes`` reached: pause intake
+    ├── SinkError              Redis did not accept a publish (connection, timeout, OOM)
+    └── InvariantError         a broken internal invariant: exit 1 so systemd restarts us
+
+Expected transient errors (TransientError, RateLimitedError, SpoolFullError, SinkError)
+are caught narrowly by the worker loops, counted and retried with backoff.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+
+
+class DrainerError(Exception):
+    """Root of every error the daemon raises on purpose."""
+
+
+class ConfigError(DrainerError):
+    """Configuration is invalid; the message is one line naming the file and the key."""
+
+
+class UpstreamError(DrainerError):
+    """An upstream API call failed."""
+
+
+class TransientError(UpstreamError):
+    """A failure worth retrying after a backoff."""
+
+
+class RateLimitedError(UpstreamError):
+    """The upstream answered 429; ``retry_at`` is the monotonic time of the next allowed call."""
+
+    def __init__(self, message: str, retry_at: float) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class AuthError(UpstreamError):
+    """The token endpoint refused our credentials."""
+
+
+class ForbiddenError(UpstreamError):
+    """403: the client is not allowed to use this endpoint; stop calling it."""
+
+
+class SpoolError(DrainerError):
+    """The spool could not be written or read."""
+
+
+class SpoolFullError(SpoolError):
+    """The spool reached ``spool.max_bytes``; intake pauses until records are published."""
+
+
+class SinkError(DrainerError):
+    """Redis did not accept a publish."""
+
+
+class InvariantError(DrainerError):
+    """An internal invariant is broken; the process exits non-zero."""
