@@ -1,0 +1,257 @@
+"""Pure normalisation: upstream notifications -> stream entries (SPEC §3). No I/O here.
+
+Every function takes what it needs and returns values; the sources decide what to do with
+an :class:`Invalid` (dead-letter it) and the sink decides how to write a :class:`StreamEntry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA = "1"
+MAX_NESTING = 64
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One entry for one stream; ``event_id`` is the de-duplication key."""
+
+    stream: str
+    event_id: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Input that is not a valid notification: dead-letter ``raw`` with ``reason``."""
+
+    reason: str
+    detail: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PullBatch:
+    """A parsed DocPlanner pull response: its items (raw JSON objects) and ``remaining``."""
+
+    items: list[Any]
+    remaining: int
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, RFC 3339 with ``Z``; microseconds only when present."""
+    text = moment.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 timestamp with an offset (or ``Z``), else None."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the same object always hashes the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(raw: bytes) -> Any:
+    """``json.loads`` that refuses hostile nesting instead of raising RecursionError."""
+    value = json.loads(raw)
+    if _depth_exceeds(value, MAX_NESTING):
+        raise ValueError(f"JSON nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return False
+
+
+def to_raw(value: Any) -> bytes:
+    """The JSON bytes of one item, for dead-lettering an item of a parsed batch."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- DocPlanner -------------------------------------------------------------------------
+
+
+def parse_pull_body(body: bytes) -> PullBatch | Invalid:
+    """``{"notifications": [...], "remaining": n}``; also ``_items`` and a bare object."""
+    try:
+        document = loads(body)
+    except (ValueError, RecursionError) as exc:
+        return Invalid("unparseable_body", f"pull response is not JSON: {exc}", body)
+    if isinstance(document, dict) and "name" in document and "notifications" not in document:
+        return PullBatch([document], 0)  # GET /notifications returns one bare notification
+    if not isinstance(document, dict):
+        return Invalid("unparseable_body", "pull response is not a JSON object", body)
+    items = document.get("notifications", document.get("_items"))
+    remaining = document.get("remaining", 0)
+    if not isinstance(items, list):
+        return Invalid("unparseable_body", "pull response has no notifications list", body)
+    if not isinstance(remaining, int) or isinstance(remaining, bool) or remaining < 0:
+        remaining = 0
+    return PullBatch(items, remaining)
+
+
+def check_docplanner(item: Any) -> str | None:
+    """Why ``item`` is not a DocPlanner notification, or None when it is one."""
+    if not isinstance(item, dict):
+        return "notification is not a JSON object"
+    name = item.get("name")
+    if not isinstance(name, str) or not name or len(name) > 200:
+        return "notification has no string 'name'"
+    if not isinstance(item.get("data"), dict):
+        return "notification 'data' is not an object"
+    if parse_time(item.get("created_at")) is None:
+        return "notification 'created_at' is not an ISO 8601 time with offset"
+    return None
+
+
+def docplanner_event_id(account: str, notification: Any) -> str:
+    """``docplanner:<account>:<first 32 hex of sha256(canonical JSON)>``."""
+    digest = hashlib.sha256(canonical_json(notification).encode()).hexdigest()[:32]
+    return f"docplanner:{account}:{digest}"
+
+
+def docplanner_entry(
+    stream: str, account: str, notification: dict[str, Any], received_at: datetime, delivery: str
+) -> StreamEntry:
+    """The stream entry of a valid DocPlanner notification (see :func:`check_docplanner`)."""
+    occurred = parse_time(notification["created_at"])
+    assert occurred is not None, "check_docplanner first"
+    event_id = docplanner_event_id(account, notification)
+    return StreamEntry(
+        stream,
+        event_id,
+        {
+            "event_id": event_id,
+            "source": "docplanner",
+            "account": account,
+            "type": notification["name"],
+            "occurred_at": rfc3339(occurred),
+            "received_at": rfc3339(received_at),
+            "delivery": delivery,
+            "payload": canonical_json(notification),
+            "schema": SCHEMA,
+        },
+    )
+
+
+# --- MyInvois ---------------------------------------------------------------------------
+
+
+def check_myinvois(item: Any) -> str | None:
+    """Why ``item`` is not a MyInvois notification, or None when it is one."""
+    if not isinstance(item, dict):
+        return "notification is not a JSON object"
+    notification_id = item.get("notificationId")
+    if not isinstance(notification_id, str) or not notification_id or len(notification_id) > 200:
+        return "notification has no string 'notificationId'"
+    if parse_time(_with_zone(item.get("creationDateTime"))) is None:
+        return "notification 'creationDateTime' is not an ISO 8601 time"
+    if not isinstance(item.get("typeId"), str | int) or isinstance(item.get("typeId"), bool):
+        return "notification 'typeId' is missing"
+    return None
+
+
+def _with_zone(value: object) -> object:
+    """MyInvois times are UTC; some samples omit the ``Z``."""
+    if isinstance(value, str) and value and not value.endswith("Z") and "+" not in value[10:]:
+        return value + "Z"
+    return value
+
+
+def myinvois_created(item: dict[str, Any]) -> datetime:
+    """``creationDateTime`` of a valid MyInvois notification, in UTC."""
+    moment = parse_time(_with_zone(item["creationDateTime"]))
+    assert moment is not None, "check_myinvois first"
+    return moment.astimezone(UTC)
+
+
+def myinvois_order_key(item: dict[str, Any]) -> tuple[datetime, str]:
+    """Oldest first: creationDateTime, then notificationId."""
+    return (myinvois_created(item), str(item["notificationId"]))
+
+
+def myinvois_event_id(account: str, notification_id: str) -> str:
+    return f"myinvois:{account}:{notification_id}"
+
+
+def myinvois_entry(
+    stream: str, account: str, notification: dict[str, Any], received_at: datetime
+) -> StreamEntry:
+    """The stream entry of a valid MyInvois notification (see :func:`check_myinvois`)."""
+    event_id = myinvois_event_id(account, notification["notificationId"])
+    return StreamEntry(
+        stream,
+        event_id,
+        {
+            "event_id": event_id,
+            "source": "myinvois",
+            "account": account,
+            "type": str(int(notification["typeId"]))
+            if str(notification["typeId"]).isdigit()
+            else str(notification["typeId"]),
+            "occurred_at": rfc3339(myinvois_created(notification)),
+            "received_at": rfc3339(received_at),
+            "delivery": "poll",
+            "payload": canonical_json(notification),
+            "schema": SCHEMA,
+        },
+    )
+
+
+# --- Dead letters -----------------------------------------------------------------------
+
+
+def deadletter_entry(
+    stream: str,
+    source: str,
+    account: str,
+    invalid: Invalid,
+    received_at: datetime,
+    position: int = 0,
+) -> StreamEntry:
+    """A dead-letter entry; its id makes a replay of the same receipt idempotent.
+
+    ``position`` (the item's index in its batch) keeps two identical bad items of one
+    receipt apart.
+    """
+    received = rfc3339(received_at)
+    key = f"{received}|{invalid.reason}|{position}|".encode()
+    digest = hashlib.sha256(key + invalid.raw)
+    event_id = f"deadletter:{source}:{account}:{digest.hexdigest()[:32]}"
+    return StreamEntry(
+        stream,
+        event_id,
+        {
+            "source": source,
+            "account": account,
+            "reason": invalid.reason,
+            "detail": invalid.detail[:500],
+            "raw": invalid.raw.decode("utf-8", errors="replace"),
+            "received_at": received,
+            "schema": SCHEMA,
+        },
+    )

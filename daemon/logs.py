@@ -1,0 +1,73 @@
+"""structlog, configured once: JSON lines under systemd, a console renderer on a TTY.
+
+Events are namespaced (``docplanner.batch_published``). A last processor scrubs every
+configured secret from every value, so even an exception text that quotes a secret
+cannot leak it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+LEVELS["error"] = logging.ERROR
+REDACTED = "***"
+
+
+class SecretScrubber:
+    """A structlog processor replacing any occurrence of a known secret with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def __call__(
+        self, logger: object, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if self._secrets:
+            for key, value in event.items():
+                if isinstance(value, str):
+                    event[key] = self.scrub(value)
+                elif not isinstance(value, int | float | bool | type(None)):
+                    event[key] = self.scrub(str(value))
+        return event
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: str | None = None,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog; ``fmt=None`` picks console on a TTY and JSON otherwise."""
+    stream = stream or sys.stdout
+    if fmt is None:
+        fmt = "console" if stream.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            SecretScrubber(secrets),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,295 @@
+"""The local write-ahead spool: append + fsync a batch before anything else (SPEC §2).
+
+One :class:`SpoolLog` per account lives in ``spool.dir/<source>-<account>/``:
+
+- ``NNNNNNNNNNNN.wal`` segments of framed records, rotated at ``segment_bytes``;
+- ``cursor``: the sequence number of the last record published to Redis.
+
+A record is one batch of stream entries. Frame: ``MAGIC | length | crc32 | seq`` then the
+JSON payload. On open, segments are scanned; a torn or corrupt tail (a crash mid-write) is
+cut off and kept aside as ``*.corrupt`` for an operator. Records after the cursor are
+pending and are published first. The cursor is not fsynced: if it lags after a crash the
+records are published again and the sink's de-duplication makes that a no-op.
+
+All logs share one :class:`SpoolBudget` of ``spool.max_bytes``; an append that would
+exceed it raises :class:`SpoolFullError` and intake pauses until publishing frees space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from daemon.envelope import StreamEntry
+from daemon.errors import SpoolError, SpoolFullError
+
+log = structlog.get_logger("daemon.spool")
+
+MAGIC = b"\xd7\x5a"
+HEADER = struct.Struct(">2sIIQ")  # magic, payload length, crc32, seq
+MAX_RECORD = 64 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One spooled batch."""
+
+    seq: int
+    entries: tuple[StreamEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    seq: int
+    segment: Path
+    offset: int
+    length: int
+    events: int
+
+
+def encode_record(seq: int, entries: Sequence[StreamEntry]) -> bytes:
+    """Frame one record."""
+    payload = json.dumps(
+        [[e.stream, e.event_id, e.fields] for e in entries],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), seq) + payload
+
+
+def decode_entries(payload: bytes) -> tuple[StreamEntry, ...]:
+    return tuple(StreamEntry(stream, event_id, fields) for stream, event_id, fields in json.loads(payload))
+
+
+def scan(data: bytes) -> tuple[list[tuple[int, int, int, bytes]], int]:
+    """Valid records of one segment as ``(seq, offset, length, payload)``; and where they end.
+
+    Scanning stops at the first frame that is short, has a bad magic, or fails its CRC.
+    """
+    records: list[tuple[int, int, int, bytes]] = []
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        magic, length, crc, seq = HEADER.unpack_from(data, offset)
+        end = offset + HEADER.size + length
+        if magic != MAGIC or length > MAX_RECORD or end > len(data):
+            break
+        payload = data[offset + HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            break
+        records.append((seq, offset, end - offset, payload))
+        offset = end
+    return records, offset
+
+
+class SpoolBudget:
+    """``spool.max_bytes`` shared by every log of the process."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def reserve(self, size: int) -> None:
+        with self._lock:
+            if self._used + size > self.max_bytes:
+                raise SpoolFullError(
+                    f"spool is full ({self._used} of {self.max_bytes} bytes); intake paused"
+                )
+            self._used += size
+
+    def account_existing(self, size: int) -> None:
+        """Bytes found on disk at start count even when they exceed the budget."""
+        with self._lock:
+            self._used += size
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self._used -= size
+
+
+class SpoolLog:
+    """The write-ahead log of one account. Thread-safe: pullers, push handlers, publisher."""
+
+    def __init__(
+        self, directory: Path, budget: SpoolBudget, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    ) -> None:
+        self.directory = directory
+        self._budget = budget
+        self._segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._slots: deque[_Slot] = deque()
+        self._segments: dict[Path, int] = {}  # segment -> bytes on disk
+        self._next_seq = 1
+        self._published = 0
+        self._pending_events = 0
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._recover()
+        except OSError as exc:
+            raise SpoolError(f"cannot open spool {directory}: {exc.strerror}") from None
+
+    # --- recovery -----------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        cursor_file = self.directory / "cursor"
+        try:
+            self._published = int(cursor_file.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            self._published = 0
+        # Sequence numbers never go back, even when every segment was compacted away.
+        self._next_seq = self._published + 1
+        for segment in sorted(self.directory.glob("*.wal")):
+            data = segment.read_bytes()
+            records, end = scan(data)
+            if end < len(data):
+                self._set_aside(segment, data, end)
+            self._segments[segment] = end
+            for seq, offset, length, payload in records:
+                self._next_seq = max(self._next_seq, seq + 1)
+                if seq > self._published:
+                    events = len(json.loads(payload))
+                    self._slots.append(_Slot(seq, segment, offset, length, events))
+                    self._pending_events += events
+        self._budget.account_existing(sum(self._segments.values()))
+        self._compact_locked()
+
+    def _set_aside(self, segment: Path, data: bytes, end: int) -> None:
+        aside = segment.with_suffix(f".corrupt-{len(list(self.directory.glob('*.corrupt-*')))}")
+        aside.write_bytes(data[end:])
+        with segment.open("r+b") as handle:
+            handle.truncate(end)
+            os.fsync(handle.fileno())
+        log.error(
+            "spool.tail_truncated",
+            segment=str(segment),
+            kept_bytes=end,
+            set_aside_bytes=len(data) - end,
+            set_aside=str(aside),
+        )
+
+    # --- writing ------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[StreamEntry]) -> int:
+        """Frame, write and fsync one batch; return its sequence number."""
+        with self._lock:
+            seq = self._next_seq
+            frame = encode_record(seq, entries)
+            self._budget.reserve(len(frame))
+            segment = self._writable_segment(len(frame))
+            start = self._segments.get(segment, 0)
+            try:
+                fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    os.write(fd, frame)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if start == 0:
+                    _fsync_dir(self.directory)
+            except OSError as exc:
+                self._budget.release(len(frame))
+                _truncate_quietly(segment, start)
+                raise SpoolError(f"cannot write spool {segment}: {exc.strerror}") from None
+            self._segments[segment] = start + len(frame)
+            self._slots.append(_Slot(seq, segment, start, len(frame), len(entries)))
+            self._pending_events += len(entries)
+            self._next_seq = seq + 1
+            return seq
+
+    def _writable_segment(self, size: int) -> Path:
+        if self._segments:
+            last = max(self._segments)
+            if self._segments[last] + size <= self._segment_bytes or self._segments[last] == 0:
+                return last
+        return self.directory / f"{self._next_seq:012d}.wal"
+
+    # --- reading and publishing ---------------------------------------------------------
+
+    def pending(self, max_events: int = 1000) -> list[Record]:
+        """The oldest unpublished records, at least one, up to about ``max_events``."""
+        with self._lock:
+            slots: list[_Slot] = []
+            count = 0
+            for slot in self._slots:
+                if slots and count + slot.events > max_events:
+                    break
+                slots.append(slot)
+                count += slot.events
+        records = []
+        for slot in slots:
+            with slot.segment.open("rb") as handle:
+                handle.seek(slot.offset)
+                frame = handle.read(slot.length)
+            records.append(Record(slot.seq, decode_entries(frame[HEADER.size :])))
+        return records
+
+    def mark_published(self, seq: int) -> None:
+        """Everything up to ``seq`` is on the stream; drop it and compact."""
+        with self._lock:
+            while self._slots and self._slots[0].seq <= seq:
+                self._pending_events -= self._slots.popleft().events
+            self._published = max(self._published, seq)
+            cursor = self.directory / "cursor"
+            tmp = cursor.with_suffix(".tmp")
+            try:
+                tmp.write_text(str(self._published))
+                tmp.replace(cursor)
+            except OSError as exc:
+                log.warning("spool.cursor_write_failed", error=exc.strerror)
+            self._compact_locked()
+
+    def _compact_locked(self) -> None:
+        """Delete segments whose records are all published (never the one being written)."""
+        first_pending = self._slots[0].segment if self._slots else None
+        segments = sorted(self._segments)
+        for segment in segments[:-1]:
+            if first_pending is not None and segment >= first_pending:
+                break
+            self._budget.release(self._segments.pop(segment))
+            segment.unlink(missing_ok=True)
+        if not self._slots and segments and self._segments.get(segments[-1], 0) > 0:
+            last = segments[-1]
+            self._budget.release(self._segments.pop(last))
+            last.unlink(missing_ok=True)
+
+    @property
+    def pending_events(self) -> int:
+        return self._pending_events
+
+    @property
+    def pending_records(self) -> int:
+        return len(self._slots)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._segments.values())
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _truncate_quietly(segment: Path, size: int) -> None:
+    try:
+        if segment.exists():
+            os.truncate(segment, size)
+    except OSError:
+        log.error("spool.truncate_failed", segment=str(segment))

@@ -1,0 +1,202 @@
+"""The HTTP client both sources share: timeouts, status classification, metrics, tokens.
+
+:class:`UpstreamClient` sends one request and turns the answer into either a response
+the caller wants or one of our errors (:mod:`daemon.errors`): 429 -> RateLimitedError
+with the time of the next allowed call (``Retry-After`` or ``X-RateLimit-Reset``);
+5xx, 405 WAF pages, resets and timeouts -> TransientError. Rate-limit headers with
+nothing remaining block the budget until the reset. The poll loop is the retry.
+
+:class:`TokenCache` holds an OAuth2 client-credentials token until shortly before
+``expires_in`` runs out; a 401 invalidates it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from daemon.budget import SlidingWindowBudget
+from daemon.errors import AuthError, RateLimitedError, TransientError
+from daemon.metrics import Metrics
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0  # a SIGTERM must be able to finish an in-flight pull within 20 s
+DEFAULT_RATE_LIMIT_WAIT = 60.0
+MAX_RATE_LIMIT_WAIT = 3700.0
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    value: str
+    expires_at: float  # monotonic
+
+
+class TokenCache:
+    """A cached bearer token; ``fetch`` returns ``(access_token, expires_in)``."""
+
+    def __init__(self, fetch: Callable[[], tuple[str, float]], clock: Callable[[], float]) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._token: Token | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if self._token is None or now >= self._token.expires_at:
+                value, expires_in = self._fetch()
+                # Refresh a little early: at 90 % of the lifetime, at most 5 min early.
+                early = min(300.0, expires_in * 0.1)
+                self._token = Token(value, now + max(1.0, expires_in - early))
+            return self._token.value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+
+class UpstreamClient:
+    """One account's HTTP session with metrics and a rate budget."""
+
+    def __init__(
+        self,
+        source: str,
+        account: str,
+        metrics: Metrics,
+        budget: SlidingWindowBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    ) -> None:
+        self.source = source
+        self.account = account
+        self.metrics = metrics
+        self.budget = budget
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.last_rate_headers: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.session.close()
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> requests.Response:
+        """Send one request; return the response unless it is a 429 or a transient failure.
+
+        Other 4xx responses (401, 403, 404, 400) are returned for the caller to interpret.
+        """
+        labels = {"source": self.source, "account": self.account}
+        started = time.perf_counter()
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                params=params,
+                data=data,
+                auth=auth,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+            body = response.content  # read it all now, inside the timing and the try
+        except requests.RequestException as exc:
+            self.metrics.upstream_requests.labels(**labels, endpoint=endpoint, code="error").inc()
+            raise TransientError(f"{endpoint}: {type(exc).__name__}") from None
+        finally:
+            self.metrics.upstream_duration.labels(**labels, endpoint=endpoint).observe(
+                time.perf_counter() - started
+            )
+        code = response.status_code
+        self.metrics.upstream_requests.labels(**labels, endpoint=endpoint, code=str(code)).inc()
+        self._note_rate_headers(response)
+        if code == 429:
+            self.metrics.rate_limited.labels(**labels).inc()
+            retry_at = self.clock() + self._rate_limit_wait(response)
+            if self.budget is not None:
+                self.budget.block_until(retry_at)
+            raise RateLimitedError(f"{endpoint}: 429 rate limited", retry_at)
+        if code >= 500:
+            raise TransientError(f"{endpoint}: server error {code}")
+        if code == 405 and b"<" in body[:200]:
+            raise TransientError(f"{endpoint}: 405 with an HTML body (WAF challenge)")
+        return response
+
+    def _rate_limit_wait(self, response: requests.Response) -> float:
+        retry_after = response.headers.get("Retry-After")
+        if retry_after is not None:
+            try:
+                return min(MAX_RATE_LIMIT_WAIT, max(0.0, float(retry_after)))
+            except ValueError:
+                pass
+        reset = self._reset_in(response)
+        if reset is not None:
+            return min(MAX_RATE_LIMIT_WAIT, reset)
+        return DEFAULT_RATE_LIMIT_WAIT
+
+    def _reset_in(self, response: requests.Response) -> float | None:
+        """Seconds until ``X-RateLimit-Reset`` / ``X-Rate-Limit-Reset`` (ISO 8601 or secs)."""
+        raw = response.headers.get("X-RateLimit-Reset") or response.headers.get(
+            "X-Rate-Limit-Reset"
+        )
+        if not raw:
+            return None
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            try:
+                seconds = float(raw)
+            except ValueError:
+                return None
+            # Either seconds from now or a Unix time.
+            return max(0.0, seconds - self.wall_clock()) if seconds > 10**9 else max(0.0, seconds)
+        if moment.tzinfo is None:
+            return None
+        return max(0.0, moment.timestamp() - self.wall_clock())
+
+    def _note_rate_headers(self, response: requests.Response) -> None:
+        remaining = response.headers.get("X-RateLimit-Remaining") or response.headers.get(
+            "X-Rate-Limit-Remaining"
+        )
+        if remaining is None:
+            return
+        self.last_rate_headers = {
+            k: v for k, v in response.headers.items() if "rate" in k.lower() and "limit" in k.lower()
+        }
+        if remaining.strip() == "0" and self.budget is not None:
+            reset = self._reset_in(response)
+            if reset is not None:
+                self.budget.block_until(self.clock() + min(MAX_RATE_LIMIT_WAIT, reset))
+
+
+def token_from(response: requests.Response, what: str) -> tuple[str, float]:
+    """``(access_token, expires_in)`` from a token response, or AuthError/TransientError."""
+    if response.status_code in (400, 401, 403):
+        raise AuthError(f"{what}: token request refused ({response.status_code})")
+    if response.status_code != 200:
+        raise TransientError(f"{what}: token endpoint answered {response.status_code}")
+    try:
+        document = response.json()
+        token = document["access_token"]
+        expires_in = float(document.get("expires_in", 3600))
+    except (ValueError, KeyError, TypeError):
+        raise TransientError(f"{what}: token response is not a token") from None
+    if not isinstance(token, str) or not token:
+        raise TransientError(f"{what}: token response has no access_token")
+    return token, expires_in
