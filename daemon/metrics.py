@@ -175,7 +175,7 @@ class StreamLengthCollector(Collector):
         try:
             for stream, length in self._lengths():
                 family.add_metric([stream], float(length))
-        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
+        except Exception:  # a scrape must not fail because Redis is down
             return
         yield family
 

@@ -331,7 +331,8 @@ def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, 
     resolved: dict[str, list[Any]] = {"docplanner": [], "myinvois": []}
     kinds: dict[str, list[Any]] = {"docplanner": settings.docplanner, "myinvois": settings.myinvois}
     for kind, accounts in kinds.items():
-        for index, account in enumerate(accounts):
+        for index, original in enumerate(accounts):
+            account = original
             secret_file = account.client_secret_file
             if secret_file is not None:
                 if not secret_file.is_absolute() and credentials:

@@ -68,7 +68,9 @@ def encode_record(seq: int, entries: Sequence[StreamEntry]) -> bytes:
 
 
 def decode_entries(payload: bytes) -> tuple[StreamEntry, ...]:
-    return tuple(StreamEntry(stream, event_id, fields) for stream, event_id, fields in json.loads(payload))
+    return tuple(
+        StreamEntry(stream, event_id, fields) for stream, event_id, fields in json.loads(payload)
+    )
 
 
 def scan(data: bytes) -> tuple[list[tuple[int, int, int, bytes]], int]:

@@ -177,7 +177,9 @@ class UpstreamClient:
         if remaining is None:
             return
         self.last_rate_headers = {
-            k: v for k, v in response.headers.items() if "rate" in k.lower() and "limit" in k.lower()
+            k: v
+            for k, v in response.headers.items()
+            if "rate" in k.lower() and "limit" in k.lower()
         }
         if remaining.strip() == "0" and self.budget is not None:
             reset = self._reset_in(response)

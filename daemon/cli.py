@@ -1,0 +1,119 @@
+"""``drainer``: the command line (SPEC §5). Exit codes: 0 clean stop, 1 fatal, 2 usage/config.
+
+``main()`` is the only place that reads the environment: it builds the one Settings
+object and hands it down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from daemon import __version__
+from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerError
+from daemon.logs import configure_logging
+from daemon.settings import Settings, config_path, load_settings
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML config file (default: $DRAINER_CONFIG, else "
+        "/etc/notification-drainer/drainer.toml)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(args.config, os.environ), os.environ)
+
+
+def _secrets(settings: Settings) -> list[str]:
+    secrets = []
+    for account in [*settings.docplanner, *settings.myinvois]:
+        if account.client_secret is not None:
+            secrets.append(account.client_secret.get_secret_value())
+    for dp in settings.docplanner:
+        if dp.push_token is not None:
+            secrets.append(dp.push_token.get_secret_value())
+    return secrets
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.runtime import Runtime, build_context, capture_signals
+    from daemon.systemd import Notifier
+
+    settings = _settings(args)
+    configure_logging(settings.log.level, settings.log.format, _secrets(settings))
+    runtime = Runtime(build_context(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
+    with capture_signals(runtime.stop_requested):
+        return runtime.run()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path(args.config, os.environ)
+    settings = load_settings(path, os.environ)
+    print(f"# {path}: OK", file=sys.stderr)
+    print(json.dumps(settings.redacted(), indent=2))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drainer",
+        description="Drain DocPlanner and MyInvois notifications into de-duplicated Redis streams.",
+        epilog="Exit codes: 0 clean stop, 1 fatal runtime error, 2 usage or config error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    _config_arg(run)
+    run.set_defaults(func=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate the config; print it, redacted")
+    _config_arg(check)
+    check.set_defaults(func=cmd_check_config)
+
+    for name, module, help_text in _OPTIONAL_COMMANDS:
+        try:
+            imported = __import__(f"daemon.{module}", fromlist=["add_arguments", "run"])
+        except ImportError:
+            continue
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        imported.add_arguments(sub)
+        sub.set_defaults(func=imported.run)
+    return parser
+
+
+# Commands whose implementation lives in its own module (``add_arguments`` + ``run``).
+_OPTIONAL_COMMANDS = (
+    ("status", "status", "per account: cursor, spool backlog, stream length, last success"),
+    ("backfill", "backfill", "MyInvois one-off window with a progress bar"),
+    ("demo", "demo", "local sandboxes + Redis + the daemon, with a live view; no setup"),
+    ("sandbox", "sandbox.cli", "run the DocPlanner and MyInvois sandboxes alone"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"drainer: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DrainerError as exc:
+        structlog.get_logger("daemon").error("drainer.fatal", error=str(exc))
+        print(f"drainer: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,264 @@
+"""Threads, signals and the shutdown order of ``drainer run``.
+
+Start: open every spool (its pending records are published first), start the publishers,
+the HTTP server, then the intake workers (pullers, pollers, release schedulers); READY=1.
+The main loop pings the systemd watchdog and watches the stop flag, which only the
+signal handlers set. Stop, in this order: STOPPING=1 -> stop intake (pullers finish and
+spool their in-flight batch; push answers 503) -> publish what is spooled -> close the
+HTTP server last. A second signal forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import redis
+import structlog
+from prometheus_client import CollectorRegistry
+
+from daemon.budget import SlidingWindowBudget
+from daemon.docplanner import DocPlannerApi, DocPlannerPuller
+from daemon.errors import EXIT_FATAL, EXIT_OK
+from daemon.metrics import Metrics, StreamLengthCollector
+from daemon.publisher import Publisher
+from daemon.server import DrainerHTTPServer, PushEndpoint
+from daemon.settings import DocPlannerAccount, Settings
+from daemon.sink import RedisSink, connect
+from daemon.spool import SpoolBudget, SpoolLog
+from daemon.systemd import Notifier
+from daemon.upstream import UpstreamClient
+from daemon.worker import Worker, drive
+
+log = structlog.get_logger("daemon.runtime")
+
+STOP_BUDGET = 20.0  # SPEC §5: exit within 20 s of SIGTERM
+INTAKE_JOIN = 12.0  # an in-flight pull has a 10 s read timeout
+WATCHDOG_EVERY = 2.0
+MAIN_SLICE = 0.2
+
+
+def spool_dir(settings: Settings, source: str, account: str) -> Path:
+    return settings.spool.dir / f"{source}-{account}"
+
+
+@dataclass
+class Context:
+    """Everything the workers of one process share."""
+
+    settings: Settings
+    metrics: Metrics
+    registry: CollectorRegistry
+    redis: redis.Redis
+    sink: RedisSink
+    spool_budget: SpoolBudget
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    publishers: dict[str, Publisher] = field(default_factory=dict)
+    spools: dict[str, SpoolLog] = field(default_factory=dict)
+    push: dict[str, PushEndpoint] = field(default_factory=dict)
+    intake: list[Worker] = field(default_factory=list)
+    clients: list[UpstreamClient] = field(default_factory=list)
+    accepting: threading.Event = field(default_factory=threading.Event)
+
+
+def build_context(settings: Settings, registry: CollectorRegistry | None = None) -> Context:
+    registry = registry or CollectorRegistry()
+    accounts = [("docplanner", a.name) for a in settings.docplanner]
+    accounts += [("myinvois", a.name) for a in settings.myinvois]
+    metrics = Metrics(registry, accounts)
+    client = connect(settings.redis.url)
+    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
+    streams = settings.streams
+    registry.register(
+        StreamLengthCollector(
+            lambda: sink.stream_lengths([streams.docplanner, streams.myinvois, streams.deadletter])
+        )
+    )
+    ctx = Context(settings, metrics, registry, client, sink, SpoolBudget(settings.spool.max_bytes))
+    for account in settings.docplanner:
+        _add_docplanner(ctx, account)
+    _add_extensions(ctx)
+    return ctx
+
+
+def _add_docplanner(ctx: Context, account: DocPlannerAccount) -> None:
+    settings = ctx.settings
+    spool = SpoolLog(spool_dir(settings, "docplanner", account.name), ctx.spool_budget)
+    publisher = Publisher(
+        "docplanner",
+        account.name,
+        spool,
+        ctx.sink,
+        ctx.metrics,
+        settings.streams.deadletter,
+        ctx.wall_clock,
+    )
+    ctx.spools[account.name] = spool
+    ctx.publishers[f"docplanner:{account.name}"] = publisher
+    if spool.pending_events:
+        log.info("spool.replay", account=account.name, pending_events=spool.pending_events)
+    budget = SlidingWindowBudget(account.requests_per_hour, 3600.0)
+    http = UpstreamClient("docplanner", account.name, ctx.metrics, budget, ctx.clock)
+    ctx.clients.append(http)
+    api = DocPlannerApi(account, http)
+    if account.pulls:
+        ctx.intake.append(
+            DocPlannerPuller(
+                account,
+                api,
+                spool,
+                ctx.spool_budget,
+                ctx.metrics,
+                settings.streams.docplanner,
+                settings.streams.deadletter,
+                budget,
+                on_spooled=publisher.wake.set,
+                wall_clock=ctx.wall_clock,
+            )
+        )
+
+
+def _add_extensions(ctx: Context) -> None:
+    """Sources that live in their own modules: push/release and MyInvois."""
+    for name in ("daemon.push", "daemon.myinvois"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        module.install(ctx)
+
+
+class Runtime:
+    """Owns the threads of ``drainer run``."""
+
+    def __init__(self, ctx: Context, notifier: Notifier) -> None:
+        self.ctx = ctx
+        self.notifier = notifier
+        self.stop_requested = threading.Event()
+        self.intake_stop = threading.Event()
+        self.publish_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._publisher_threads: list[threading.Thread] = []
+        self._last_loop = time.monotonic()
+        settings = ctx.settings
+        self.server = DrainerHTTPServer(
+            (settings.server.host, settings.server.port),
+            ctx.registry,
+            self.alive,
+            self.readiness,
+            ctx.push,
+        )
+
+    # --- health --------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return time.monotonic() - self._last_loop < 30.0
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        reasons: dict[str, Any] = {}
+        if not self.ctx.sink.ping():
+            reasons["redis"] = "redis is not answering"
+        now = self.ctx.clock()
+        workers: list[Worker] = [*self.ctx.intake, *self.ctx.publishers.values()]
+        for worker in workers:
+            if worker.health.overdue(now):
+                reasons[worker.name] = worker.health.last_error or "failing"
+            if worker.health.detail.get("not_ready"):
+                reasons[worker.name] = str(worker.health.detail["not_ready"])
+        if self.stop_requested.is_set():
+            reasons["shutdown"] = "stopping"
+        return (not reasons, {"not_ready": reasons} if reasons else {})
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _spawn(self, worker: Worker, stop: threading.Event, wake: threading.Event | None) -> None:
+        thread = threading.Thread(
+            target=drive,
+            args=(worker, stop, wake, self.ctx.clock),
+            name=worker.name,
+            daemon=True,
+        )
+        thread.start()
+        (self._publisher_threads if stop is self.publish_stop else self._threads).append(thread)
+
+    def run(self) -> int:
+        ctx = self.ctx
+        ctx.metrics.up.set(1)
+        for publisher in ctx.publishers.values():
+            self._spawn(publisher, self.publish_stop, publisher.wake)
+        self.server.start()
+        ctx.accepting.set()
+        for worker in ctx.intake:
+            self._spawn(worker, self.intake_stop, None)
+        self.notifier.notify("READY=1")
+        log.info(
+            "runtime.started",
+            listen=f"{ctx.settings.server.host}:{self.server.port}",
+            docplanner=[a.name for a in ctx.settings.docplanner],
+            myinvois=[a.name for a in ctx.settings.myinvois],
+        )
+        last_watchdog = 0.0
+        while not self.stop_requested.is_set():
+            self._last_loop = time.monotonic()
+            if self._last_loop - last_watchdog >= WATCHDOG_EVERY:
+                self.notifier.notify("WATCHDOG=1")
+                last_watchdog = self._last_loop
+            self.stop_requested.wait(MAIN_SLICE)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        started = time.monotonic()
+        self.notifier.notify("STOPPING=1")
+        log.info("runtime.stopping")
+        self.ctx.accepting.clear()
+        self.intake_stop.set()
+        for thread in self._threads:
+            thread.join(timeout=max(0.1, started + INTAKE_JOIN - time.monotonic()))
+        self.publish_stop.set()
+        for thread in self._publisher_threads:
+            thread.join(timeout=2.0)
+        left = 0
+        deadline = started + STOP_BUDGET - 2.0
+        for publisher in self.ctx.publishers.values():
+            if not publisher.drain(deadline):
+                left += publisher.spool.pending_events
+        self.ctx.metrics.up.set(0)
+        self.server.stop()
+        for client in self.ctx.clients:
+            client.close()
+        self.ctx.redis.close()
+        log.info(
+            "runtime.stopped",
+            seconds=round(time.monotonic() - started, 3),
+            unpublished_left_in_spool=left,
+        )
+        return EXIT_OK
+
+
+@contextlib.contextmanager
+def capture_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop``; a second one exits at once. Handlers are restored."""
+    previous: dict[signal.Signals, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(EXIT_FATAL)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -1,0 +1,115 @@
+"""What every worker shares: the ``Worker`` protocol, health bookkeeping and backoff.
+
+A worker is one ``tick(now)`` per cycle returning how long to wait before the next one;
+:func:`drive` runs ticks in a thread until the stop flag is set. Tests call ``tick``
+directly with a fake clock.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger("daemon.worker")
+
+FAILURE_DEADLINE = 300.0  # an account failing this long makes /readyz answer 503
+
+
+class Worker(Protocol):
+    name: str
+    health: Health
+
+    def tick(self, now: float) -> float:
+        """Do one cycle; return the seconds to wait before the next."""
+        ...
+
+
+@dataclass
+class Health:
+    """Per-worker state for /readyz, ``drainer status`` and the logs."""
+
+    source: str
+    account: str
+    role: str
+    last_success: float | None = None  # wall time
+    last_error: str | None = None
+    failing_since: float | None = None  # monotonic
+    detail: dict[str, object] = field(default_factory=dict)
+
+    def succeeded(self, wall: float) -> None:
+        if self.failing_since is not None:
+            log.info(f"{self.source}.recovered", account=self.account, role=self.role)
+        self.last_success = wall
+        self.failing_since = None
+
+    def failed(self, error: str, now: float) -> None:
+        """Record a failure; logs only on a state change (first failure, new error text)."""
+        if self.failing_since is None or error != self.last_error:
+            log.warning(f"{self.source}.failing", account=self.account, role=self.role, error=error)
+        if self.failing_since is None:
+            self.failing_since = now
+        self.last_error = error
+
+    def overdue(self, now: float, deadline: float = FAILURE_DEADLINE) -> bool:
+        return self.failing_since is not None and now - self.failing_since > deadline
+
+
+class Backoff:
+    """Exponential backoff with full jitter, reset on success."""
+
+    def __init__(self, base: float = 0.5, cap: float = 60.0, rng: random.Random | None = None):
+        self.base = base
+        self.cap = cap
+        self.attempts = 0
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        self.attempts += 1
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempts, 16))
+        return float(ceiling / 2 + self._rng.uniform(0, ceiling / 2))
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+def drive(
+    worker: Worker,
+    stop: threading.Event,
+    wake: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    slice_seconds: float = 0.5,
+    heartbeat: Callable[[], None] | None = None,
+) -> None:
+    """Run ``worker.tick`` until ``stop`` is set; waits in short slices (or until woken).
+
+    An unexpected exception in one tick is logged with its traceback and the worker
+    carries on after a pause: a bad iteration never kills the account's thread.
+    """
+    pause = Backoff(base=1.0, cap=30.0)
+    while not stop.is_set():
+        try:
+            delay = worker.tick(clock())
+            pause.reset()
+        except Exception as exc:  # the thread must survive a bad iteration
+            log.exception("worker.tick_crashed", worker=worker.name)
+            worker.health.failed(f"internal error: {type(exc).__name__}", clock())
+            delay = pause.next()
+        if heartbeat is not None:
+            heartbeat()
+        deadline = clock() + max(0.0, delay)
+        while not stop.is_set():
+            remaining = deadline - clock()
+            if remaining <= 0:
+                break
+            if wake is not None:
+                if wake.wait(min(slice_seconds, remaining)):
+                    wake.clear()
+                    break
+            else:
+                stop.wait(min(slice_seconds, remaining))
