@@ -66,6 +66,7 @@ class Context:
     publishers: dict[str, Publisher] = field(default_factory=dict)
     spools: dict[str, SpoolLog] = field(default_factory=dict)
     push: dict[str, PushEndpoint] = field(default_factory=dict)
+    docplanner_apis: dict[str, DocPlannerApi] = field(default_factory=dict)
     intake: list[Worker] = field(default_factory=list)
     clients: list[UpstreamClient] = field(default_factory=list)
     accepting: threading.Event = field(default_factory=threading.Event)
@@ -111,6 +112,7 @@ def _add_docplanner(ctx: Context, account: DocPlannerAccount) -> None:
     http = UpstreamClient("docplanner", account.name, ctx.metrics, budget, ctx.clock)
     ctx.clients.append(http)
     api = DocPlannerApi(account, http)
+    ctx.docplanner_apis[account.name] = api
     if account.pulls:
         ctx.intake.append(
             DocPlannerPuller(
