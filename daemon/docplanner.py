@@ -202,6 +202,7 @@ class DocPlannerPuller:
             return self._backoff.next()
         if response.body is None:
             self.metrics.docplanner_queue_remaining.labels(**self._labels).set(0)
+            self.metrics.docplanner_oldest_age.labels(**self._labels).set(0)
             self._done(now)
             return self.account.idle_interval
         remaining = self._take(response.body, now)
