@@ -1,0 +1,326 @@
+"""A local DocPlanner Integrations API: OAuth, destructive FIFO pulls, release, push (SPEC §1).
+
+Per client: a FIFO queue (each entry remembers its sandbox enqueue time and expires
+after 72 h), a sliding-hour GET budget reported in ``X-RateLimit-*`` headers, and the
+bookkeeping tests need to prove nothing was lost: :meth:`handed_out` (popped and sent,
+whole or truncated, plus injected malformed items), :meth:`lost_in_flight` (popped,
+then deliberately never sent) and :meth:`expired`. Every popped notification is in
+exactly one of the first two.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+from daemon.sandbox.clock import SandboxClock, iso_utc_offset
+from daemon.sandbox.events import NotificationFactory, malformed
+from daemon.sandbox.faults import RETRY_AFTER_SECONDS
+from daemon.sandbox.oauth import TokenStore, bearer, docplanner_token
+from daemon.sandbox.push import PushEmitter
+from daemon.sandbox.ratelimit import SlidingWindow
+from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
+
+API_PREFIX = "/api/v3/integration"
+TOKEN_PATH = "/oauth/v2/token"  # noqa: S105 - a URL path, not a secret
+MEDIA_TYPE = "application/vnd.docplanner+json"
+ERROR_TYPE = "application/vnd.error+docplanner+json"
+EXPIRY_SECONDS = 72 * 3600
+RELEASE_INTERVAL = 3600
+_REASONS = {"500": "Internal Server Error", "503": "Service Unavailable"}
+
+
+@dataclass(frozen=True)
+class DocPlannerClient:
+    """One OAuth client; ``push_url`` set means DocPlanner pushes to it (release allowed)."""
+
+    client_id: str
+    client_secret: str
+    push_url: str | None = None
+    push_token: str | None = None
+
+
+@dataclass
+class _Account:
+    client: DocPlannerClient
+    window: SlidingWindow
+    queue: deque[tuple[float, Any]] = field(default_factory=deque)
+    handed_out: list[Any] = field(default_factory=list)
+    lost: list[Any] = field(default_factory=list)
+    expired: list[Any] = field(default_factory=list)
+    last_release: float | None = None
+
+
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, errors: Any = None
+) -> Response:
+    """DocPlanner's error shape: ``{"errors": [...] or {...}, "message": "..."}``."""
+    body = {"errors": [] if errors is None else errors, "message": message}
+    return Response(status, json_body(body), ERROR_TYPE, dict(headers or {}))
+
+
+class DocPlannerSandbox(SandboxServer):
+    """``/oauth/v2/token`` and ``/api/v3/integration/notifications[/multiple|/release]``."""
+
+    def __init__(
+        self,
+        clients: Iterable[DocPlannerClient] = (),
+        *,
+        clock: SandboxClock | None = None,
+        latency: float = 0.0,
+        requests_per_hour: int = 8000,
+        token_ttl: float = 3600,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(clock=clock, latency=latency, host=host, port=port, seed=seed)
+        self.requests_per_hour = requests_per_hour
+        self.token_ttl = token_ttl
+        self.tokens = TokenStore()
+        self.factory = NotificationFactory(seed)
+        self.release_calls: list[tuple[str, int]] = []
+        self._accounts: dict[str, _Account] = {}
+        self.pusher = PushEmitter()
+        self._malformed_serial = 0
+        self._rng = random.Random(seed)
+        for client in clients:
+            self.add_client(client)
+
+    # -- test and demo API -------------------------------------------------------------
+
+    def add_client(self, client: DocPlannerClient) -> None:
+        with self._lock:
+            window = SlidingWindow(self.requests_per_hour, 3600.0)
+            self._accounts[client.client_id] = _Account(client, window)
+
+    def _account(self, client_id: str) -> _Account:
+        try:
+            return self._accounts[client_id]
+        except KeyError:
+            raise KeyError(f"no DocPlanner sandbox client {client_id!r}") from None
+
+    def enqueue(self, client_id: str, count: int) -> list[dict[str, Any]]:
+        """Generate ``count`` realistic notifications at the back of the client's queue."""
+        notifications = self.factory.batch(count, self.clock.now())
+        self.enqueue_raw(client_id, notifications)
+        return notifications
+
+    def enqueue_raw(self, client_id: str, notifications: Sequence[Any]) -> None:
+        """Queue these exact objects (any JSON values, valid or not), stamped with sandbox now."""
+        now = self.clock.now()
+        with self._lock:
+            self._account(client_id).queue.extend((now, item) for item in notifications)
+
+    def queue_length(self, client_id: str) -> int:
+        with self._lock:
+            account = self._account(client_id)
+            self._expire(account, self.clock.now())
+            return len(account.queue)
+
+    def handed_out(self, client_id: str) -> list[Any]:
+        """Everything sent by a pull, in FIFO order: whole, truncated or injected-malformed."""
+        with self._lock:
+            return list(self._account(client_id).handed_out)
+
+    def lost_in_flight(self, client_id: str) -> list[Any]:
+        """Popped, then the connection was dropped without a response (``reset_after``)."""
+        with self._lock:
+            return list(self._account(client_id).lost)
+
+    def expired(self, client_id: str) -> list[Any]:
+        """Deleted unread after 72 h of sandbox time."""
+        with self._lock:
+            return list(self._account(client_id).expired)
+
+    def pushed(self, client_id: str) -> list[Any]:
+        """Notifications whose push (or re-dispatch) got a 2xx."""
+        return self.pusher.pushed(client_id)
+
+    def failed_pushes(self, client_id: str) -> list[Any]:
+        """Pushes that got no 2xx, waiting for the next successful release."""
+        return self.pusher.failed(client_id)
+
+    def expire_tokens(self) -> None:
+        """Every issued token expires now (the next API call gets 401)."""
+        self.tokens.expire_all()
+
+    def push(
+        self, client_id: str, notifications: Sequence[Any] | None = None, *, drain: bool = False
+    ) -> list[int]:
+        """POST notifications to the client's ``push_url``; returns each status (0 = no answer).
+
+        ``None`` pushes what is queued: copies, as for a client in both modes, or, with
+        ``drain=True``, popped from the queue as for a push-only client. Non-2xx pushes
+        are remembered and re-sent after the next successful release.
+        """
+        with self._lock:
+            account = self._account(client_id)
+            url, token = account.client.push_url, account.client.push_token
+            if url is None:
+                raise ValueError(f"client {client_id!r} has no push_url")
+            if notifications is None:
+                self._expire(account, self.clock.now())
+                notifications = [item for _, item in account.queue]
+                if drain:
+                    account.queue.clear()
+        return self.pusher.send(client_id, url, token, list(notifications))
+
+    def wait_redispatch(self, timeout: float = 5.0) -> bool:
+        """Wait until re-dispatches triggered by release calls have finished."""
+        return self.pusher.wait_idle(timeout)
+
+    def start_arrivals(
+        self, rate_per_second: float, client_id: str | None = None
+    ) -> threading.Event:
+        """Keep enqueueing new notifications (to one client or all); set the event to stop.
+
+        New notifications of a client with a ``push_url`` are also pushed as they arrive.
+        """
+
+        def arrive(count: int) -> None:
+            for target in [client_id] if client_id else list(self._accounts):
+                fresh = self.enqueue(target, count)
+                if self._accounts[target].client.push_url is not None:
+                    self.push(target, fresh)
+
+        return self.every(rate_per_second, arrive, "docplanner-arrivals")
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path == TOKEN_PATH:
+            if request.method != "POST":
+                return _error(405, "Method not allowed")
+            return self._token(request)
+        route = request.path.removeprefix(API_PREFIX)
+        if route in ("/notifications", "/notifications/multiple"):
+            if request.method != "GET":
+                return _error(405, "Method not allowed")
+            return self._pull(request, multiple=route.endswith("/multiple"))
+        if route == "/notifications/release":
+            if request.method != "POST":
+                return _error(405, "Method not allowed")
+            return self._release(request)
+        return _error(404, "Not found")
+
+    def _token(self, request: Request) -> Response:
+        with self._lock:
+            known = {cid: account.client.client_secret for cid, account in self._accounts.items()}
+        return docplanner_token(request, known, self.tokens, self.token_ttl, self.clock.now())
+
+    def _authenticate(self, request: Request) -> _Account | Response:
+        token = bearer(request.header("Authorization"))
+        client_id, state = self.tokens.check(token, self.clock.now())
+        if client_id is None:
+            problem = "has expired" if state == "expired" else "is invalid"
+            text = f"The access token provided {problem}."
+            challenge = f'Bearer realm="Service", error="invalid_grant", error_description="{text}"'
+            return _error(401, text, {"WWW-Authenticate": challenge})
+        return self._accounts[client_id]
+
+    def _rate_headers(self, account: _Account, now: float) -> dict[str, str]:
+        window = account.window
+        return {
+            "X-RateLimit-Limit": str(window.limit),
+            "X-RateLimit-Remaining": str(window.remaining(now)),
+            "X-RateLimit-Used": str(window.used(now)),
+            "X-RateLimit-Reset": iso_utc_offset(window.reset_at(now)),
+        }
+
+    def _pull(self, request: Request, *, multiple: bool) -> Response:
+        fault = self.draw_fault()
+        kind = fault.kind if fault else None
+        if kind == "reset":
+            return Response(0, action="reset")
+        account = self._authenticate(request)
+        if isinstance(account, Response):
+            return account
+        now = self.clock.now()
+        with self._lock:
+            allowed = account.window.hit(now)
+            headers = self._rate_headers(account, now)
+        if not allowed:
+            return _error(429, "Too many requests", headers)
+        if MEDIA_TYPE not in (request.header("Accept") or ""):
+            return _error(406, f"Not acceptable: send Accept: {MEDIA_TYPE}", headers)
+        if kind in ("500", "503"):
+            return _error(int(kind), _REASONS[kind], headers)
+        if kind == "waf":
+            return waf_response()
+        if kind == "429":
+            full = {"X-RateLimit-Remaining": "0", "X-RateLimit-Used": headers["X-RateLimit-Limit"]}
+            full["X-RateLimit-Reset"] = iso_utc_offset(now + RETRY_AFTER_SECONDS)
+            return _error(429, "Too many requests", {**headers, **full})
+        limit = 1
+        if multiple and (raw := request.param("limit")) is not None:
+            limit = int(raw) if raw.strip().isdigit() else 0
+            if not 1 <= limit <= 100:
+                errors = {"limit": ["This value should be between 1 and 100."]}
+                return _error(400, "Invalid arguments", headers, errors=errors)
+        with self._lock:
+            self._expire(account, now)
+            if kind == "malformed" and not multiple:
+                items, remaining = self._malformed(1), len(account.queue)
+            elif not account.queue:
+                return _error(404, "No notifications found", headers)
+            else:
+                count = min(limit, len(account.queue))
+                items = [account.queue.popleft()[1] for _ in range(count)]
+                remaining = len(account.queue)
+                if kind == "reset_after":
+                    account.lost.extend(items)
+                    return Response(0, action="reset")
+                if kind == "malformed":
+                    for bad in self._malformed(1 + self._rng.randrange(2)):
+                        items.insert(self._rng.randrange(len(items) + 1), bad)
+            account.handed_out.extend(items)
+        body = {"notifications": items, "remaining": remaining} if multiple else items[0]
+        action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
+        content_type = f"{MEDIA_TYPE}; charset=UTF-8"
+        return Response(200, json_body(body), content_type, headers, action=action)
+
+    def _malformed(self, count: int) -> list[Any]:
+        self._malformed_serial += count
+        serials = range(self._malformed_serial - count + 1, self._malformed_serial + 1)
+        return [malformed(serial, self.clock.now()) for serial in serials]
+
+    def _expire(self, account: _Account, now: float) -> None:
+        while account.queue and account.queue[0][0] <= now - EXPIRY_SECONDS:
+            account.expired.append(account.queue.popleft()[1])
+
+    def _release(self, request: Request) -> Response:
+        account = self._authenticate(request)
+        if isinstance(account, Response):
+            return account
+        accept = request.header("Accept") or ""
+        if MEDIA_TYPE not in accept and ERROR_TYPE not in accept:
+            response = _error(406, f"Not acceptable: send Accept: {ERROR_TYPE}")
+        elif account.client.push_url is None:
+            response = _error(403, "You are not allowed to use this method")
+        else:
+            response = self._release_now(account)
+        with self._lock:
+            self.release_calls.append((account.client.client_id, response.status))
+        return response
+
+    def _release_now(self, account: _Account) -> Response:
+        now = self.clock.now()
+        with self._lock:
+            last = account.last_release
+            if last is not None and now - last < RELEASE_INTERVAL:
+                wait = str(max(1, math.ceil(last + RELEASE_INTERVAL - now)))
+                message = "You have reached the limit of 1 request per hour"
+                return _error(429, message, {"Retry-After": wait})
+            account.last_release = now
+            pending = self.pusher.take_failed(account.client.client_id)
+        client = account.client
+        url = client.push_url or ""
+        send = partial(self.pusher.redispatch, client.client_id, url, client.push_token, pending)
+        return Response(204, after=send)

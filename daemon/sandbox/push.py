@@ -1,0 +1,103 @@
+"""DocPlanner's push emitter: POST each notification as JSON to a client's endpoint.
+
+Non-2xx pushes are remembered per client as "failed"; a successful ``release`` call
+hands them back for re-dispatch. Deliveries run in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from daemon.sandbox.server import json_body
+
+PUSH_TIMEOUT = 10.0
+TOKEN_HEADER = "X-Drainer-Token"  # noqa: S105 - a header name, not a secret
+
+
+def post_each(url: str, token: str | None, notifications: Iterable[Any]) -> list[int]:
+    """POST every notification, one request each, over one kept-alive connection.
+
+    Returns the status of each POST in order; ``0`` means no HTTP answer (refused,
+    reset, timed out). The body is the notification's JSON, ``application/json``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"push_url must be an http(s) URL, got {url!r}")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"Content-Type": "application/json", "User-Agent": "DocPlanner-Push/sandbox"}
+    if token:
+        headers[TOKEN_HEADER] = token
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    statuses: list[int] = []
+    connection: http.client.HTTPConnection | None = None
+    try:
+        for notification in notifications:
+            if connection is None:
+                connection = kind(parts.hostname, parts.port, timeout=PUSH_TIMEOUT)
+            try:
+                connection.request("POST", target, body=json_body(notification), headers=headers)
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException):
+                statuses.append(0)
+                if connection is not None:
+                    connection.close()
+                connection = None
+    finally:
+        if connection is not None:
+            connection.close()
+    return statuses
+
+
+class PushEmitter:
+    """Pushes notifications and remembers, per client, which got a 2xx and which failed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pushed: dict[str, list[Any]] = {}
+        self._failed: dict[str, list[Any]] = {}
+        self._redispatching = 0
+
+    def send(self, client_id: str, url: str, token: str | None, items: list[Any]) -> list[int]:
+        statuses = post_each(url, token, items)
+        with self._lock:
+            for item, status in zip(items, statuses, strict=True):
+                book = self._pushed if 200 <= status < 300 else self._failed
+                book.setdefault(client_id, []).append(item)
+        return statuses
+
+    def pushed(self, client_id: str) -> list[Any]:
+        with self._lock:
+            return list(self._pushed.get(client_id, []))
+
+    def failed(self, client_id: str) -> list[Any]:
+        with self._lock:
+            return list(self._failed.get(client_id, []))
+
+    def take_failed(self, client_id: str) -> list[Any]:
+        """Hand the failed pushes over for re-dispatch; call :meth:`redispatch` with them."""
+        with self._lock:
+            self._redispatching += 1
+            return self._failed.pop(client_id, [])
+
+    def redispatch(self, client_id: str, url: str, token: str | None, items: list[Any]) -> None:
+        try:
+            if items:
+                self.send(client_id, url, token, items)
+        finally:
+            with self._lock:
+                self._redispatching -= 1
+                self._lock.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no re-dispatch is running; False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._redispatching == 0, timeout)
