@@ -36,7 +36,7 @@ from daemon.errors import (
 )
 from daemon.metrics import Metrics
 from daemon.settings import DocPlannerAccount
-from daemon.spool import SpoolBudget, SpoolLog
+from daemon.spool import RawBatch, SpoolBudget, SpoolLog
 from daemon.upstream import TokenCache, UpstreamClient, token_from
 from daemon.worker import Backoff, Health
 
@@ -129,12 +129,20 @@ def build_entries(
         problem = check_docplanner(item)
         if problem is None:
             assert isinstance(item, dict)
-            entries.append(docplanner_entry(stream, account, item, received_at, delivery))
-            moment = parse_time(item["created_at"])
-            if moment is not None:
-                created.append(moment)
-        else:
-            invalid = Invalid("invalid_notification", problem, to_raw(item))
+            try:
+                entries.append(docplanner_entry(stream, account, item, received_at, delivery))
+            except ValueError as exc:
+                problem = str(exc)
+            else:
+                moment = parse_time(item["created_at"])
+                if moment is not None:
+                    created.append(moment)
+        if problem is not None:
+            try:
+                raw = to_raw(item)
+            except (ValueError, RecursionError):
+                raw = b"<item nested too deeply to re-encode>"
+            invalid = Invalid("invalid_notification", problem, raw)
             entries.append(
                 deadletter_entry(
                     deadletter_stream, "docplanner", account, invalid, received_at, position
@@ -174,7 +182,7 @@ class DocPlannerPuller:
         self.health = Health("docplanner", account.name, "puller")
         self._labels = {"source": "docplanner", "account": account.name}
         self._backoff = Backoff(base=0.5, cap=60.0)
-        self._unspooled: list[StreamEntry] | None = None
+        self._unspooled: RawBatch | None = None
         self.forbidden = False
 
     def tick(self, now: float) -> float:
@@ -205,11 +213,11 @@ class DocPlannerPuller:
             self.metrics.docplanner_oldest_age.labels(**self._labels).set(0)
             self._done(now)
             return self.account.idle_interval
-        remaining = self._take(response.body, now)
-        if self._unspooled is not None:
+        # Popped upstream: make it durable before anything else, parse it later (publisher).
+        if not self._spool(RawBatch(self.wall_clock(), "pull", response.body), now):
             return self._backoff.next()
         self._done(now)
-        return 0.0 if remaining > 0 else self.account.idle_interval
+        return 0.0  # pull again at once; an empty queue answers 404
 
     def _done(self, now: float) -> None:
         self._backoff.reset()
@@ -217,62 +225,75 @@ class DocPlannerPuller:
         self.health.succeeded(wall)
         self.metrics.last_success.labels(**self._labels).set(wall)
 
-    def _take(self, body: bytes, now: float) -> int:
-        """Turn one pull body into spooled entries; return ``remaining``."""
-        received_at = datetime.fromtimestamp(self.wall_clock(), tz=UTC)
-        parsed = parse_pull_body(body)
-        if isinstance(parsed, Invalid):
-            # Popped upstream already: the raw body is the only copy left. Dead-letter it whole.
-            entry = deadletter_entry(
-                self.deadletter_stream, "docplanner", self.account.name, parsed, received_at
-            )
-            self.metrics.deadletter.labels(**self._labels, reason=parsed.reason).inc()
-            log.error(
-                "docplanner.unparseable_body",
-                account=self.account.name,
-                bytes=len(body),
-                detail=parsed.detail,
-            )
-            self._spool([entry], now)
-            return 1  # we cannot know; pull again soon
-        entries, reasons, created = build_entries(
-            self.account.name,
-            self.stream,
-            self.deadletter_stream,
-            parsed.items,
-            received_at,
-            "pull",
-        )
-        for reason, count in reasons.items():
-            self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
-        self.metrics.events_received.labels(**self._labels).inc(len(created))
-        self.metrics.docplanner_queue_remaining.labels(**self._labels).set(parsed.remaining)
-        if created:
-            oldest = min(created).timestamp()
-            age = max(0.0, self.wall_clock() - oldest)
-            self.metrics.docplanner_oldest_age.labels(**self._labels).set(age)
-        if entries:
-            self._spool(entries, now)
-        log.debug(
-            "docplanner.batch_pulled",
-            account=self.account.name,
-            notifications=len(parsed.items),
-            remaining=parsed.remaining,
-        )
-        return parsed.remaining
-
-    def _spool(self, entries: list[StreamEntry], now: float) -> bool:
+    def _spool(self, raw: RawBatch, now: float) -> bool:
         try:
-            self.spool.append(entries)
+            self.spool.append_raw(raw)
         except SpoolFullError as exc:
-            self._unspooled = entries
+            self._unspooled = raw
             self.health.failed(str(exc), now)
             return False
         except SpoolError as exc:
-            self._unspooled = entries
+            self._unspooled = raw
             self.health.failed(str(exc), now)
             log.error("docplanner.spool_write_failed", account=self.account.name, error=str(exc))
             return False
         self._unspooled = None
         self.on_spooled()
         return True
+
+
+class PullExpander:
+    """Turns a spooled raw pull body into stream entries (runs in the publisher thread).
+
+    Deterministic for a given record (``received_at`` is stored with it), so a replay
+    after a crash yields the same event ids. Updates the intake metrics as it goes.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        stream: str,
+        deadletter_stream: str,
+        metrics: Metrics,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self.stream = stream
+        self.deadletter_stream = deadletter_stream
+        self.metrics = metrics
+        self.wall_clock = wall_clock
+        self._labels = {"source": "docplanner", "account": account}
+
+    def __call__(self, raw: RawBatch) -> list[StreamEntry]:
+        received_at = datetime.fromtimestamp(raw.received_at, tz=UTC)
+        parsed = parse_pull_body(raw.body)
+        if isinstance(parsed, Invalid):
+            # Popped upstream already: the raw body is the only copy left. Dead-letter it whole.
+            self.metrics.deadletter.labels(**self._labels, reason=parsed.reason).inc()
+            log.error(
+                "docplanner.unparseable_body",
+                account=self.account,
+                bytes=len(raw.body),
+                detail=parsed.detail,
+            )
+            return [
+                deadletter_entry(
+                    self.deadletter_stream, "docplanner", self.account, parsed, received_at
+                )
+            ]
+        entries, reasons, created = build_entries(
+            self.account,
+            self.stream,
+            self.deadletter_stream,
+            parsed.items,
+            received_at,
+            raw.delivery,
+        )
+        for reason, count in reasons.items():
+            self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
+        self.metrics.events_received.labels(**self._labels).inc(len(created))
+        self.metrics.docplanner_queue_remaining.labels(**self._labels).set(parsed.remaining)
+        if created:
+            age = max(0.0, self.wall_clock() - min(created).timestamp())
+            self.metrics.docplanner_oldest_age.labels(**self._labels).set(age)
+        return entries

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 SCHEMA = "1"
-MAX_NESTING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,24 +66,11 @@ def canonical_json(value: Any) -> str:
 
 
 def loads(raw: bytes) -> Any:
-    """``json.loads`` that refuses hostile nesting instead of raising RecursionError."""
-    value = json.loads(raw)
-    if _depth_exceeds(value, MAX_NESTING):
-        raise ValueError(f"JSON nested deeper than {MAX_NESTING} levels")
-    return value
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-    return False
+    """``json.loads``; hostile nesting raises ValueError instead of RecursionError."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def to_raw(value: Any) -> bytes:
@@ -130,17 +116,28 @@ def check_docplanner(item: Any) -> str | None:
 
 def docplanner_event_id(account: str, notification: Any) -> str:
     """``docplanner:<account>:<first 32 hex of sha256(canonical JSON)>``."""
-    digest = hashlib.sha256(canonical_json(notification).encode()).hexdigest()[:32]
+    return _docplanner_id(account, canonical_json(notification))
+
+
+def _docplanner_id(account: str, canonical: str) -> str:
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
     return f"docplanner:{account}:{digest}"
 
 
 def docplanner_entry(
     stream: str, account: str, notification: dict[str, Any], received_at: datetime, delivery: str
 ) -> StreamEntry:
-    """The stream entry of a valid DocPlanner notification (see :func:`check_docplanner`)."""
+    """The stream entry of a valid DocPlanner notification (see :func:`check_docplanner`).
+
+    Raises ValueError for an object JSON cannot encode (e.g. nested too deeply).
+    """
     occurred = parse_time(notification["created_at"])
     assert occurred is not None, "check_docplanner first"
-    event_id = docplanner_event_id(account, notification)
+    try:
+        payload = canonical_json(notification)
+    except RecursionError:
+        raise ValueError("notification nested too deeply") from None
+    event_id = _docplanner_id(account, payload)
     return StreamEntry(
         stream,
         event_id,
@@ -152,7 +149,7 @@ def docplanner_entry(
             "occurred_at": rfc3339(occurred),
             "received_at": rfc3339(received_at),
             "delivery": delivery,
-            "payload": canonical_json(notification),
+            "payload": payload,
             "schema": SCHEMA,
         },
     )

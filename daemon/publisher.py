@@ -14,13 +14,16 @@ from collections.abc import Callable
 
 import structlog
 
+from daemon.envelope import StreamEntry
 from daemon.errors import SinkError
 from daemon.metrics import Metrics
 from daemon.sink import RedisSink
-from daemon.spool import SpoolLog
+from daemon.spool import RawBatch, Record, SpoolLog
 from daemon.worker import Backoff, Health
 
 log = structlog.get_logger("daemon.publisher")
+
+Expand = Callable[[RawBatch], list[StreamEntry]]
 
 IDLE_WAIT = 1.0
 MAX_EVENTS_PER_CALL = 1000
@@ -38,6 +41,7 @@ class Publisher:
         metrics: Metrics,
         deadletter_stream: str,
         wall_clock: Callable[[], float] = time.time,
+        expand: Expand | None = None,
     ) -> None:
         self.name = f"{source}:{account}:publisher"
         self.source = source
@@ -47,6 +51,8 @@ class Publisher:
         self.metrics = metrics
         self.deadletter_stream = deadletter_stream
         self.wall_clock = wall_clock
+        self.expand = expand
+        self._expanded: dict[int, list[StreamEntry]] = {}
         self.health = Health(source, account, "publisher")
         self.wake = threading.Event()
         self._backoff = Backoff(base=0.25, cap=10.0)
@@ -59,7 +65,7 @@ class Publisher:
         if not records:
             self.update_gauges()
             return IDLE_WAIT
-        entries = [entry for record in records for entry in record.entries]
+        entries = [entry for record in records for entry in self._entries(record)]
         started = time.perf_counter()
         try:
             result = self.sink.publish(entries)
@@ -70,6 +76,8 @@ class Publisher:
             time.perf_counter() - started
         )
         self.spool.mark_published(records[-1].seq)
+        for record in records:
+            self._expanded.pop(record.seq, None)
         events = [e for e in entries if e.stream != self.deadletter_stream]
         published = sum(
             n
@@ -89,6 +97,17 @@ class Publisher:
             deadletters=len(entries) - len(events),
         )
         return 0.0 if self.spool.pending_records else IDLE_WAIT
+
+    def _entries(self, record: Record) -> list[StreamEntry] | tuple[StreamEntry, ...]:
+        """A record's entries; a raw body is expanded once (kept until it is published)."""
+        if record.raw is None:
+            return record.entries
+        expanded = self._expanded.get(record.seq)
+        if expanded is None:
+            if self.expand is None:
+                raise AssertionError(f"{self.name}: raw spool record without an expander")
+            expanded = self._expanded[record.seq] = self.expand(record.raw)
+        return expanded
 
     def update_gauges(self) -> None:
         self.metrics.spool_pending.labels(**self._labels).set(self.spool.pending_events)

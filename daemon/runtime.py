@@ -27,7 +27,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from daemon.budget import SlidingWindowBudget
-from daemon.docplanner import DocPlannerApi, DocPlannerPuller
+from daemon.docplanner import DocPlannerApi, DocPlannerPuller, PullExpander
 from daemon.errors import EXIT_FATAL, EXIT_OK
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.publisher import Publisher
@@ -103,6 +103,13 @@ def _add_docplanner(ctx: Context, account: DocPlannerAccount) -> None:
         ctx.metrics,
         settings.streams.deadletter,
         ctx.wall_clock,
+        expand=PullExpander(
+            account.name,
+            settings.streams.docplanner,
+            settings.streams.deadletter,
+            ctx.metrics,
+            ctx.wall_clock,
+        ),
     )
     ctx.spools[account.name] = spool
     ctx.publishers[f"docplanner:{account.name}"] = publisher

@@ -38,14 +38,30 @@ MAGIC = b"\xd7\x5a"
 HEADER = struct.Struct(">2sIIQ")  # magic, payload length, crc32, seq
 MAX_RECORD = 64 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+CACHE_EVENTS = 20_000  # appended records kept decoded in memory for the publisher
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """An upstream response body exactly as received, not yet parsed."""
+
+    received_at: float  # Unix time
+    delivery: str
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One spooled batch."""
+    """One spooled batch: stream entries, or a raw body that the publisher expands."""
 
     seq: int
-    entries: tuple[StreamEntry, ...]
+    entries: tuple[StreamEntry, ...] = ()
+    raw: RawBatch | None = None
+
+    @property
+    def events(self) -> int:
+        """Entries in the record; a raw body counts as one until it is expanded."""
+        return len(self.entries) if self.raw is None else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +80,25 @@ def encode_record(seq: int, entries: Sequence[StreamEntry]) -> bytes:
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()
+    return _frame(seq, payload)
+
+
+def encode_raw(seq: int, raw: RawBatch) -> bytes:
+    """Frame one raw body: ``R`` + a JSON header line + the body bytes."""
+    header = json.dumps({"received_at": raw.received_at, "delivery": raw.delivery}).encode()
+    return _frame(seq, b"R" + header + b"\n" + raw.body)
+
+
+def _frame(seq: int, payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), seq) + payload
+
+
+def decode_payload(seq: int, payload: bytes) -> Record:
+    if payload[:1] == b"R":
+        header, _, body = payload[1:].partition(b"\n")
+        meta = json.loads(header)
+        return Record(seq, raw=RawBatch(float(meta["received_at"]), str(meta["delivery"]), body))
+    return Record(seq, decode_entries(payload))
 
 
 def decode_entries(payload: bytes) -> tuple[StreamEntry, ...]:
@@ -138,6 +172,8 @@ class SpoolLog:
         self._next_seq = 1
         self._published = 0
         self._pending_events = 0
+        self._cache: dict[int, Record] = {}
+        self._cached_events = 0
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -163,7 +199,7 @@ class SpoolLog:
             for seq, offset, length, payload in records:
                 self._next_seq = max(self._next_seq, seq + 1)
                 if seq > self._published:
-                    events = len(json.loads(payload))
+                    events = decode_payload(seq, payload).events
                     self._slots.append(_Slot(seq, segment, offset, length, events))
                     self._pending_events += events
         self._budget.account_existing(sum(self._segments.values()))
@@ -186,31 +222,46 @@ class SpoolLog:
     # --- writing ------------------------------------------------------------------------
 
     def append(self, entries: Sequence[StreamEntry]) -> int:
-        """Frame, write and fsync one batch; return its sequence number."""
+        """Frame, write and fsync one batch of entries; return its sequence number."""
         with self._lock:
             seq = self._next_seq
-            frame = encode_record(seq, entries)
-            self._budget.reserve(len(frame))
-            segment = self._writable_segment(len(frame))
-            start = self._segments.get(segment, 0)
+            return self._append_locked(Record(seq, tuple(entries)), encode_record(seq, entries))
+
+    def append_raw(self, raw: RawBatch) -> int:
+        """Write and fsync one raw upstream body (expanded later by the publisher)."""
+        with self._lock:
+            seq = self._next_seq
+            return self._append_locked(Record(seq, raw=raw), encode_raw(seq, raw))
+
+    def _append_locked(self, record: Record, frame: bytes) -> int:
+        seq = record.seq
+        events = record.events
+        self._budget.reserve(len(frame))
+        segment = self._writable_segment(len(frame))
+        start = self._segments.get(segment, 0)
+        try:
+            fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                try:
-                    os.write(fd, frame)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                if start == 0:
-                    _fsync_dir(self.directory)
-            except OSError as exc:
-                self._budget.release(len(frame))
-                _truncate_quietly(segment, start)
-                raise SpoolError(f"cannot write spool {segment}: {exc.strerror}") from None
-            self._segments[segment] = start + len(frame)
-            self._slots.append(_Slot(seq, segment, start, len(frame), len(entries)))
-            self._pending_events += len(entries)
-            self._next_seq = seq + 1
-            return seq
+                written = 0
+                while written < len(frame):
+                    written += os.write(fd, frame[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if start == 0:
+                _fsync_dir(self.directory)
+        except OSError as exc:
+            self._budget.release(len(frame))
+            _truncate_quietly(segment, start)
+            raise SpoolError(f"cannot write spool {segment}: {exc.strerror}") from None
+        self._segments[segment] = start + len(frame)
+        self._slots.append(_Slot(seq, segment, start, len(frame), events))
+        self._pending_events += events
+        self._next_seq = seq + 1
+        if self._cached_events + events <= CACHE_EVENTS:
+            self._cache[seq] = record
+            self._cached_events += events
+        return seq
 
     def _writable_segment(self, size: int) -> Path:
         if self._segments:
@@ -233,17 +284,23 @@ class SpoolLog:
                 count += slot.events
         records = []
         for slot in slots:
-            with slot.segment.open("rb") as handle:
-                handle.seek(slot.offset)
-                frame = handle.read(slot.length)
-            records.append(Record(slot.seq, decode_entries(frame[HEADER.size :])))
+            record = self._cache.get(slot.seq)
+            if record is None:
+                with slot.segment.open("rb") as handle:
+                    handle.seek(slot.offset)
+                    frame = handle.read(slot.length)
+                record = decode_payload(slot.seq, frame[HEADER.size :])
+            records.append(record)
         return records
 
     def mark_published(self, seq: int) -> None:
         """Everything up to ``seq`` is on the stream; drop it and compact."""
         with self._lock:
             while self._slots and self._slots[0].seq <= seq:
-                self._pending_events -= self._slots.popleft().events
+                slot = self._slots.popleft()
+                self._pending_events -= slot.events
+                if self._cache.pop(slot.seq, None) is not None:
+                    self._cached_events -= slot.events
             self._published = max(self._published, seq)
             cursor = self.directory / "cursor"
             tmp = cursor.with_suffix(".tmp")

@@ -1,0 +1,258 @@
+"""Push receipt -> stream latency at a steady 500 req/s (SPEC §2, §6).
+
+A real ``drainer run`` subprocess with a private redis-server (never 6379) and the
+DocPlanner sandbox for its token and release calls. Eight sender threads, each on one
+kept-alive connection, POST pre-generated notifications on an open-loop schedule of
+500 req/s for ~10 s; a consumer thread reads the stream with ``XREAD BLOCK``. Latency
+runs from just before each POST to the moment the consumer sees its entry (matched by
+the content-derived ``event_id``). Reference figures from the same run: the 204 time
+of the POST itself and the fsync latency of the spool's disk.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from bench.common import Row, machine, table
+from daemon.envelope import docplanner_event_id
+from daemon.localredis import LocalRedis, free_port
+from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.sandbox.events import NotificationFactory
+from daemon.sandbox.server import json_body
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 500.0
+SECONDS = 10.0
+SENDERS = 8
+GOAL_P99 = 0.010
+STREAM = "drainer:{docplanner}"
+TOKEN = "bench-push-token"
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _fsync_p99(directory: Path, count: int = 300) -> float:
+    """p99 of open+write+fsync+close of a 2 KB frame: what one spooled push costs the disk."""
+    path = directory / "fsync-probe"
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, b"x" * 2048)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        samples.append(time.perf_counter() - started)
+    path.unlink()
+    return _percentile(samples, 0.99)
+
+
+def _config(directory: Path, redis_url: str, port: int, base_url: str) -> Path:
+    path = directory / "drainer.toml"
+    path.write_text(
+        "\n".join(
+            [
+                "[redis]",
+                f"url = {json.dumps(redis_url)}",
+                "[spool]",
+                f"dir = {json.dumps(str(directory / 'spool'))}",
+                "[server]",
+                f'listen = "127.0.0.1:{port}"',
+                "[log]",
+                'level = "warning"',
+                'format = "json"',
+                "[[docplanner]]",
+                'name = "pl"',
+                f"base_url = {json.dumps(base_url)}",
+                'client_id = "pl-id"',
+                'client_secret = "pl-secret-value"',
+                'mode = "push"',
+                f"push_token = {json.dumps(TOKEN)}",
+            ]
+        )
+        + "\n"
+    )
+    return path
+
+
+def _wait_healthy(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("daemon did not become healthy")
+
+
+class _Consumer(threading.Thread):
+    """XREAD BLOCK on the stream; remembers when each event_id was first seen."""
+
+    def __init__(self, redis_url: str, expected: int) -> None:
+        super().__init__(name="consumer", daemon=True)
+        self.client = redis.Redis.from_url(redis_url)
+        self.expected = expected
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        last = "0-0"
+        while not self.stop.is_set() and len(self.seen) < self.expected:
+            reply: Any = self.client.xread({STREAM: last}, count=1000, block=200)
+            now = time.perf_counter()
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self.seen.setdefault(fields[b"event_id"].decode(), now)
+        self.client.close()
+
+
+def _send(
+    port: int,
+    bodies: list[bytes],
+    indices: range,
+    start: float,
+    sent: list[float],
+    answered: list[float],
+    statuses: list[int],
+) -> None:
+    """POST ``bodies[i]`` for i in ``indices`` at ``start + i / RATE`` (open loop)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json", "X-Drainer-Token": TOKEN}
+    try:
+        for index in indices:
+            delay = start + index / RATE - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent[index] = time.perf_counter()
+            connection.request("POST", "/push/docplanner/pl", body=bodies[index], headers=headers)
+            response = connection.getresponse()
+            response.read()
+            answered[index] = time.perf_counter()
+            statuses[index] = response.status
+    finally:
+        connection.close()
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:
+        directory = Path(tmp)
+        fsync_p99 = _fsync_p99(directory)
+        server = LocalRedis(directory / "redis").start()
+        assert server.port != 6379
+        port = free_port()
+        client = DocPlannerClient(
+            "pl-id",
+            "pl-secret-value",
+            push_url=f"http://127.0.0.1:{port}/push/docplanner/pl",
+            push_token=TOKEN,
+        )
+        daemon: subprocess.Popen[bytes] | None = None
+        try:
+            with DocPlannerSandbox(clients=[client]) as sandbox:
+                config = _config(directory, server.url, port, sandbox.base_url)
+                with (directory / "daemon.log").open("wb") as log:
+                    daemon = subprocess.Popen(
+                        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                    )
+                _wait_healthy(port)
+                return _measure(port, server.url, fsync_p99)
+        finally:
+            if daemon is not None:
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(timeout=25)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+                    daemon.wait()
+            server.stop()
+
+
+def _measure(port: int, redis_url: str, fsync_p99: float) -> list[Row]:
+    count = int(RATE * SECONDS)
+    factory = NotificationFactory(seed=11)
+    notifications = factory.batch(count, time.time())
+    bodies = [json_body(n) for n in notifications]
+    ids = [docplanner_event_id("pl", n) for n in notifications]
+    consumer = _Consumer(redis_url, len(set(ids)))
+    consumer.start()
+    sent = [0.0] * count
+    answered = [0.0] * count
+    statuses = [0] * count
+    start = time.perf_counter() + 0.2
+    threads = [
+        threading.Thread(
+            target=_send,
+            args=(port, bodies, range(k, count, SENDERS), start, sent, answered, statuses),
+        )
+        for k in range(SENDERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = max(answered) - min(sent)
+    deadline = time.monotonic() + 10
+    while len(consumer.seen) < consumer.expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    consumer.stop.set()
+    consumer.join(timeout=2)
+    ok = sum(1 for status in statuses if status == 204)
+    latency = [consumer.seen[i] - sent[n] for n, i in enumerate(ids) if i in consumer.seen]
+    receipt = [answered[n] - sent[n] for n in range(count)]
+    missing = count - len(latency)
+    p50, p99 = statistics.median(latency), _percentile(latency, 0.99)
+    achieved = count / elapsed
+    return [
+        Row(
+            "push receipt -> stream (XREAD) at 500 req/s",
+            f"p50 {p50 * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms ({len(latency)} seen, "
+            f"{missing} missing)",
+            f"goal p99 {GOAL_P99 * 1e3:.0f} ms",
+            GOAL_P99 / p99,
+            "p99 <= 10 ms",
+        ),
+        Row(
+            "push POST -> 204 (spooled + fsynced)",
+            f"p50 {statistics.median(receipt) * 1e3:.2f} ms, "
+            f"p99 {_percentile(receipt, 0.99) * 1e3:.2f} ms",
+            f"disk fsync p99 {fsync_p99 * 1e3:.2f} ms",
+            None,
+            "",
+        ),
+        Row(
+            "push throughput (open loop, 8 connections)",
+            f"{achieved:.0f} req/s, {ok}/{count} answered 204",
+            f"target {RATE:.0f} req/s",
+            achieved / RATE,
+            ">= 1.0 and all 204",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    print(machine())
+    print(table(run()))
