@@ -1,0 +1,267 @@
+"""DocPlanner push mode: the receiver of ``POST /push/docplanner/<account>`` and release.
+
+:class:`PushReceiver` (one per account with ``mode = "push"`` or ``"both"``) checks the
+``X-Drainer-Token`` header in constant time, parses the body as one notification and
+appends it to the account's write-ahead spool (fsynced) before answering ``204``: a 204
+means "durably spooled", not "on the stream yet"; the account's publisher, woken at
+once, takes it from there (SPEC §2). The entry is the same as a pulled one except for
+``delivery = "push"``; its ``event_id`` is derived from the content (SPEC §3), so a push,
+DocPlanner's retry, a release re-dispatch and a pull (mode ``both``) of the same
+notification give one stream entry. Invalid JSON or an invalid notification is
+dead-lettered with its raw bytes and answered 400. When the spool cannot take it (full
+or unwritable) or the daemon is shutting down, the answer is 503: DocPlanner counts the
+push as failed and the next release re-dispatches it.
+
+Synchronous gates (``slot-booking``, ``booking-moving``) are spooled and answered 204
+like every other notification: the daemon always approves; it is not a gatekeeper.
+
+:class:`ReleaseScheduler` calls ``POST /notifications/release`` once per
+``release_interval`` (the first call right after start): 204 is success; 429 waits for
+its ``Retry-After``; 403 (the client is not in push mode) stops the calls for good and
+makes ``/readyz`` name the account; other failures back off. Release has its own HTTP
+client without the GET budget, so a release 429 (up to an hour) never pauses pulling.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from daemon.docplanner import DocPlannerApi
+from daemon.envelope import (
+    Invalid,
+    StreamEntry,
+    check_docplanner,
+    deadletter_entry,
+    docplanner_entry,
+    loads,
+)
+from daemon.errors import AuthError, RateLimitedError, SpoolError, SpoolFullError, TransientError
+from daemon.metrics import Metrics
+from daemon.settings import DocPlannerAccount
+from daemon.spool import SpoolLog
+from daemon.upstream import UpstreamClient
+from daemon.worker import Backoff, Health
+
+if TYPE_CHECKING:
+    from daemon.runtime import Context
+
+log = structlog.get_logger("daemon.push")
+
+Answer = tuple[int, dict[str, Any] | None]
+NOTICE_EVERY = 60.0  # seconds between repeated log lines about rejected pushes
+
+
+class PushReceiver:
+    """The push endpoint of one DocPlanner account (see the module docstring)."""
+
+    def __init__(
+        self,
+        account: str,
+        token: str,
+        spool: SpoolLog,
+        metrics: Metrics,
+        stream: str,
+        deadletter_stream: str,
+        accepting: threading.Event,
+        on_spooled: Callable[[], None] = lambda: None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.account = account
+        self._token = token.encode()
+        self.spool = spool
+        self.metrics = metrics
+        self.stream = stream
+        self.deadletter_stream = deadletter_stream
+        self.accepting = accepting
+        self.on_spooled = on_spooled
+        self.wall_clock = wall_clock
+        self._labels = {"source": "docplanner", "account": account}
+        self._lock = threading.Lock()
+        self._spool_failing = False
+        self._unauthorized = 0
+        self._last_notice = float("-inf")
+
+    def handle(self, token: str | None, body: bytes) -> Answer:
+        """Spool one pushed notification; see the module docstring for the answers."""
+        if not self._authorized(token):
+            self._note_unauthorized()
+            return 401, {"error": "missing or wrong X-Drainer-Token"}
+        if not self.accepting.is_set():
+            return 503, {"error": "shutting down; push again later"}
+        wall = self.wall_clock()
+        received_at = datetime.fromtimestamp(wall, tz=UTC)
+        entry = self._entry(body, received_at)
+        if isinstance(entry, Invalid):
+            invalid = entry
+            entry = deadletter_entry(
+                self.deadletter_stream, "docplanner", self.account, invalid, received_at
+            )
+            if not self._spool(entry):
+                return 503, {"error": "spool unavailable; push again later"}
+            self.metrics.deadletter.labels(**self._labels, reason=invalid.reason).inc()
+            log.warning(
+                "docplanner.push_deadlettered",
+                account=self.account,
+                reason=invalid.reason,
+                detail=invalid.detail[:200],
+                bytes=len(body),
+            )
+            return 400, {"error": invalid.reason, "detail": invalid.detail[:500]}
+        if not self._spool(entry):
+            return 503, {"error": "spool unavailable; push again later"}
+        self.metrics.events_received.labels(**self._labels).inc()
+        self.metrics.last_success.labels(**self._labels).set(wall)
+        return 204, None
+
+    def _entry(self, body: bytes, received_at: datetime) -> StreamEntry | Invalid:
+        """The stream entry of one pushed body, or why it is not a notification."""
+        try:
+            document = loads(body)
+        except (ValueError, RecursionError) as exc:
+            return Invalid("invalid_json", f"push body is not JSON: {exc}", body)
+        problem = check_docplanner(document)
+        if problem is not None:
+            return Invalid("invalid_notification", problem, body)
+        try:
+            return docplanner_entry(self.stream, self.account, document, received_at, "push")
+        except (ValueError, RecursionError) as exc:  # parsed, but cannot be re-encoded
+            return Invalid("invalid_notification", str(exc), body)
+
+    def _authorized(self, token: str | None) -> bool:
+        if token is None:
+            return False
+        # compare_digest on bytes: constant time whatever the contents.
+        return hmac.compare_digest(token.encode("utf-8", errors="replace"), self._token)
+
+    def _spool(self, entry: StreamEntry) -> bool:
+        """Append and fsync one entry (SpoolLog is thread-safe); False when it cannot."""
+        try:
+            self.spool.append([entry])
+        except (SpoolFullError, SpoolError) as exc:
+            with self._lock:
+                first = not self._spool_failing
+                self._spool_failing = True
+            if first:
+                log.error("docplanner.push_spool_failed", account=self.account, error=str(exc))
+            return False
+        if self._spool_failing:
+            with self._lock:
+                recovered, self._spool_failing = self._spool_failing, False
+            if recovered:
+                log.info("docplanner.push_spool_recovered", account=self.account)
+        self.on_spooled()
+        return True
+
+    def _note_unauthorized(self) -> None:
+        """One log line per minute at most, with the count since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            self._unauthorized += 1
+            if now - self._last_notice < NOTICE_EVERY:
+                return
+            count, self._unauthorized = self._unauthorized, 0
+            self._last_notice = now
+        log.warning("docplanner.push_unauthorized", account=self.account, rejected=count)
+
+
+class ReleaseScheduler:
+    """Calls DocPlanner's release for one push account; one ``tick`` = at most one call."""
+
+    def __init__(
+        self,
+        account: DocPlannerAccount,
+        api: DocPlannerApi,
+        metrics: Metrics,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = f"docplanner:{account.name}:release"
+        self.account = account
+        self.api = api
+        self.metrics = metrics
+        self.wall_clock = wall_clock
+        self.health = Health("docplanner", account.name, "release")
+        self.forbidden = False
+        self.next_at: float | None = None  # monotonic time of the next call; None = now
+        self._backoff = Backoff(base=5.0, cap=600.0)
+        self._labels = {"source": "docplanner", "account": account.name}
+
+    def tick(self, now: float) -> float:
+        if self.forbidden:
+            return 3600.0
+        if self.next_at is not None and now < self.next_at:
+            return self.next_at - now
+        try:
+            status = self.api.release()
+        except RateLimitedError as exc:
+            # Expected after a restart inside the hour: not a failure, just wait.
+            self.next_at = max(exc.retry_at, now + 1.0)
+            log.info(
+                "docplanner.release_rate_limited",
+                account=self.account.name,
+                retry_in=round(self.next_at - now, 1),
+            )
+            return self.next_at - now
+        except (TransientError, AuthError) as exc:
+            self.health.failed(f"release: {exc}", now)
+            self.next_at = now + self._backoff.next()
+            return self.next_at - now
+        if status in (200, 204):
+            self._backoff.reset()
+            wall = self.wall_clock()
+            self.health.succeeded(wall)
+            self.metrics.last_success.labels(**self._labels).set(wall)
+            self.next_at = now + self.account.release_interval
+            log.info("docplanner.released", account=self.account.name)
+            return self.account.release_interval
+        if status == 403:
+            self.forbidden = True
+            reason = (
+                "release forbidden: DocPlanner answered 403 (client not in push mode or "
+                "not enabled); release calls stopped until restart"
+            )
+            self.health.detail["not_ready"] = reason
+            self.health.failed(reason, now)
+            log.error("docplanner.release_forbidden", account=self.account.name)
+            return 3600.0
+        self.health.failed(f"release answered {status}", now)
+        self.next_at = now + self._backoff.next()
+        return self.next_at - now
+
+
+def install(ctx: Context) -> None:
+    """A receiver in ``ctx.push`` and a release scheduler per push/both account."""
+    for account in ctx.settings.docplanner:
+        if not account.pushes:
+            continue
+        assert account.push_token is not None, "settings require push_token for push"
+        publisher = ctx.publishers[f"docplanner:{account.name}"]
+        ctx.push[account.name] = PushReceiver(
+            account.name,
+            account.push_token.get_secret_value(),
+            ctx.spools[account.name],
+            ctx.metrics,
+            ctx.settings.streams.docplanner,
+            ctx.settings.streams.deadletter,
+            ctx.accepting,
+            on_spooled=publisher.wake.set,
+            wall_clock=ctx.wall_clock,
+        )
+        # Release gets a client without the GET budget (a release 429 must not pause
+        # pulls) but shares the account's token.
+        http = UpstreamClient(
+            "docplanner", account.name, ctx.metrics, None, ctx.clock, ctx.wall_clock
+        )
+        ctx.clients.append(http)
+        api = DocPlannerApi(account, http)
+        shared = ctx.docplanner_apis.get(account.name)
+        if shared is not None:
+            api.tokens = shared.tokens
+        ctx.intake.append(ReleaseScheduler(account, api, ctx.metrics, ctx.wall_clock))
+        log.info("docplanner.push_enabled", account=account.name, mode=account.mode)
