@@ -32,6 +32,7 @@ Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 class DrainerHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # DocPlanner may open many push connections at once
 
     def __init__(
         self,
