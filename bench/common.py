@@ -25,7 +25,9 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         ratio = "" if row.ratio is None else f"{row.ratio:.2f}"
-        lines.append(f"| {row.benchmark} | {row.measured} | {row.reference} | {ratio} | {row.goal} |")
+        lines.append(
+            f"| {row.benchmark} | {row.measured} | {row.reference} | {ratio} | {row.goal} |"
+        )
     return "\n".join(lines)
 
 
