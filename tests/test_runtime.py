@@ -1,0 +1,78 @@
+"""Lifecycle of `drainer run`: systemd notify, health endpoints, signals, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import requests
+
+from daemon.localredis import LocalRedis
+from tests.helpers import Daemon, wait_for, write_config
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path: Path, redis_server: LocalRedis) -> None:
+    """Under systemd the daemon sends READY=1, then WATCHDOG=1 pings, then STOPPING=1."""
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(10)
+        config = write_config(tmp_path / "drainer.toml", redis_server.url)
+        with Daemon(config, env={"NOTIFY_SOCKET": address}) as daemon:
+            messages = [sock.recv(256).decode()]
+            while messages.count("WATCHDOG=1") < 2:
+                messages.append(sock.recv(256).decode())
+            assert daemon.stop() == 0
+        messages.append(sock.recv(256).decode())
+    assert messages[0] == "READY=1"
+    assert "STOPPING=1" in messages
+
+
+def test_endpoints_and_sigint(tmp_path: Path, redis_server: LocalRedis) -> None:
+    """/healthz, /readyz and /metrics answer; SIGINT stops with exit 0."""
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    with Daemon(config) as daemon:
+        base = f"http://127.0.0.1:{daemon.port}"
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        wait_for(lambda: daemon.get("/readyz") == 200, 10, "ready")
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        assert "drainer_up 1.0" in metrics and "drainer_build_info" in metrics
+        assert 'drainer_stream_length{stream="drainer:{docplanner}"}' in metrics
+        assert requests.get(f"{base}/nope", timeout=5).status_code == 404
+        daemon.signal(signal.SIGINT)
+        assert daemon.process is not None
+        assert daemon.process.wait(timeout=25) == 0
+        daemon.process = None
+
+
+def test_readyz_names_redis_when_it_is_unreachable(tmp_path: Path) -> None:
+    """With Redis unreachable the daemon still runs; /readyz is 503 and names redis."""
+    config = write_config(tmp_path / "drainer.toml", "redis://127.0.0.1:1/0")
+    with Daemon(config) as daemon:
+        response = requests.get(f"http://127.0.0.1:{daemon.port}/readyz", timeout=10)
+        assert response.status_code == 503
+        assert "redis" in json.loads(response.text)["not_ready"]
+        started = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - started < 20
+
+
+def test_bad_config_at_start_exits_2(tmp_path: Path) -> None:
+    """`drainer run` with a broken config exits 2 with one line naming the key."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[spool]\nmax_bytes = 'lots'\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "spool.max_bytes" in result.stderr
