@@ -1,0 +1,487 @@
+"""MyInvois polling: ``tick()`` against the sandbox and a real Redis, then the real CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from daemon.envelope import myinvois_order_key
+from daemon.errors import ForbiddenError
+from daemon.localredis import LocalRedis
+from daemon.metrics import Metrics
+from daemon.myinvois import (
+    MyInvoisPoller,
+    RangeCursor,
+    WatermarkCursor,
+    Window,
+    build_api,
+    build_batch,
+    iso_z,
+    parse_page,
+)
+from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
+from daemon.settings import MyInvoisAccount
+from daemon.sink import RedisSink, connect
+from daemon.worker import Backoff
+from tests.helpers import ROOT, Daemon, stream_entries, wait_for, write_config
+
+STREAM = "drainer:{myinvois}"
+DEADLETTER = "drainer:{deadletter}"
+WATERMARK = "drainer:{myinvois}:watermark:acme"
+TIN = "C9876543210"
+FAST = 6000  # requests per minute for tests that are not about the budget
+
+MakePoller = Callable[..., MyInvoisPoller]
+
+
+def sandbox_clients() -> list[MyInvoisClient]:
+    return [
+        MyInvoisClient(client_id="acme-id", client_secret="acme-id-secret-value"),
+        MyInvoisClient(client_id="agent-id", client_secret="agent-id-secret", on_behalf_of=TIN),
+    ]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[MyInvoisSandbox]:
+    with MyInvoisSandbox(clients=sandbox_clients(), requests_per_minute=FAST) as server:
+        yield server
+
+
+def account(
+    sandbox: MyInvoisSandbox, name: str = "acme", client_id: str = "acme-id", **extra: Any
+) -> MyInvoisAccount:
+    values: dict[str, Any] = {
+        "name": name,
+        "base_url": sandbox.base_url,
+        "client_id": client_id,
+        "client_secret": f"{client_id}-secret-value"
+        if client_id == "acme-id"
+        else "agent-id-secret",
+        "interval": 0.2,
+        "overlap": 600,
+        "requests_per_minute": FAST,
+        **extra,
+    }
+    return MyInvoisAccount(**values)
+
+
+@pytest.fixture
+def make_poller(redis_server: LocalRedis) -> Iterator[MakePoller]:
+    """Builds pollers on their own Redis client and HTTP session; closes them afterwards."""
+    made: list[MyInvoisPoller] = []
+
+    def make(acct: MyInvoisAccount, redis_url: str | None = None) -> MyInvoisPoller:
+        metrics = Metrics(CollectorRegistry(), [("myinvois", acct.name)])
+        client = connect(redis_url or redis_server.url, timeout=1.0)
+        sink = RedisSink(client, 86400.0, 0)
+        api = build_api(acct, metrics)
+        cursor = WatermarkCursor(acct, sink, STREAM, metrics, safety_lag=1.0)
+        backoff = Backoff(base=0.05, cap=0.5)
+        poller = MyInvoisPoller(
+            acct, api, sink, metrics, STREAM, DEADLETTER, cursor, backoff=backoff
+        )
+        made.append(poller)
+        return poller
+
+    yield make
+    for poller in made:
+        poller.api.http.close()
+        poller.sink.client.close()
+
+
+def run_until(poller: MyInvoisPoller, done: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out; last error {poller.health.last_error}"
+        wait = poller.tick(time.monotonic())
+        if wait > 0:
+            time.sleep(min(wait, 0.05))
+
+
+def pause_until(poller: MyInvoisPoller, seconds: float) -> None:
+    """Keep ticking for ``seconds``."""
+    end = time.monotonic() + seconds
+    run_until(poller, lambda: time.monotonic() > end)
+
+
+def catch_up(poller: MyInvoisPoller, timeout: float = 20.0) -> None:
+    """Tick until a window that started now has completed and reached ``now - lag``."""
+    assert poller.window is None
+    start = poller.windows_completed
+    run_until(
+        poller,
+        lambda: poller.windows_completed > start and poller.caught_up and poller.window is None,
+        timeout,
+    )
+
+
+def token_requests(sandbox: MyInvoisSandbox) -> int:
+    return sum(1 for method, path, _ in sandbox.requests if path == "/connect/token")
+
+
+def sample(poller: MyInvoisPoller, name: str, **labels: str) -> float:
+    value = poller.metrics.registry.get_sample_value(
+        name, {"source": "myinvois", "account": poller.account.name, **labels}
+    )
+    return value or 0.0
+
+
+def now_utc() -> datetime:
+    return datetime.fromtimestamp(int(time.time()), UTC)
+
+
+# --- pure pieces ------------------------------------------------------------------------
+
+
+def test_parse_page_and_batch_order_dedupe_and_deadletters() -> None:
+    """A page parses; a window's items come out oldest first, once each, bad ones dead-lettered."""
+    items, has_next = parse_page(b'{"result": [], "metadata": {"hasNext": true}}', 100)
+    assert (items, has_next) == ([], False)  # an empty page ends the window
+    with pytest.raises(Exception, match="not JSON"):
+        parse_page(b'{"result": [', 100)
+    a = {"notificationId": "B", "creationDateTime": "2026-01-01T00:00:02Z", "typeId": "6"}
+    b = {"notificationId": "A", "creationDateTime": "2026-01-01T00:00:02Z", "typeId": "7"}
+    c = {"notificationId": "C", "creationDateTime": "2026-01-01T00:00:01", "typeId": 33}
+    bad = {"creationDateTime": "2026-01-01T00:00:00Z"}
+    window = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    got = datetime(2026, 1, 3, tzinfo=UTC)
+    window.add_page([a, b, bad], True, got)
+    window.add_page([b, c, bad], False, got)  # a shifted page repeats b
+    batch = build_batch("acme", STREAM, DEADLETTER, window)
+    ids = [e.event_id for e in batch.entries]
+    assert ids[:3] == ["myinvois:acme:C", "myinvois:acme:A", "myinvois:acme:B"]
+    assert batch.notifications == 3 and batch.deadletters == 2
+    assert ids[3] == ids[4], "the same bad bytes get the same dead-letter id"
+    assert batch.entries[0].fields["type"] == "33"
+    assert batch.entries[0].fields["occurred_at"] == "2026-01-01T00:00:01Z"
+
+
+def test_range_cursor_splits_into_bounded_windows() -> None:
+    """A backfill range is walked oldest first in windows of at most one day."""
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    cursor = RangeCursor(since, since + timedelta(days=2, hours=12))
+    spans = []
+    while (window := cursor.next_window()) is not None:
+        spans.append((window.date_from, window.date_to))
+        cursor.window_done(window)
+    assert len(spans) == 3 and spans[0][0] == since and spans[-1][1] == cursor.until
+    assert all(b - a <= timedelta(days=1) for a, b in spans)
+    assert iso_z(since) == "2026-01-01T00:00:00Z"
+
+
+# --- tick() against the sandbox and a real Redis -----------------------------------------
+
+
+def test_three_days_published_once_oldest_first_with_every_field(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """1,500 notifications over 3 days, paged at 100: each once, oldest first, §3 fields right."""
+    now = now_utc()
+    start = now - timedelta(days=3, minutes=5)
+    sandbox.add_notifications("acme-id", 10, start=start - timedelta(hours=2), end=start)
+    added = sandbox.add_notifications(
+        "acme-id", 1500, start=start + timedelta(minutes=1), end=now - timedelta(seconds=30)
+    )
+    poller = make_poller(account(sandbox, start_at=start + timedelta(seconds=1)))
+    catch_up(poller)
+    entries = stream_entries(redis_client, STREAM)
+    expected = sorted(added, key=myinvois_order_key)
+    assert [json.loads(e["payload"]) for e in entries] == expected
+    for entry, original in zip(entries, expected, strict=True):
+        assert entry["event_id"] == f"myinvois:acme:{original['notificationId']}"
+        assert entry["source"] == "myinvois" and entry["account"] == "acme"
+        assert entry["type"] == str(int(original["typeId"]))
+        assert entry["occurred_at"] == original["creationDateTime"]
+        assert entry["received_at"].endswith("Z") and entry["delivery"] == "poll"
+        assert entry["schema"] == "1"
+    assert poller.windows_completed >= 4, "3 days are read in windows of at most 1 day"
+    assert token_requests(sandbox) == 1, "the token is cached"
+    watermark = float(redis_client.get(WATERMARK) or 0)
+    assert time.time() - 10 < watermark <= time.time()
+    assert sample(poller, "drainer_myinvois_watermark_timestamp_seconds") == watermark
+    assert sample(poller, "drainer_events_published_total") == 1500
+    assert redis_client.xlen(DEADLETTER) == 0
+
+
+def test_new_and_late_arrivals_while_running_are_published_once(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """200 new + 20 late arrivals (inside the overlap) while pages shift: each exactly once."""
+    now = now_utc()
+    base = sandbox.add_notifications(
+        "acme-id", 30, start=now - timedelta(minutes=9), end=now - timedelta(minutes=1)
+    )
+    poller = make_poller(account(sandbox, page_size=20, start_at=now - timedelta(minutes=10)))
+    catch_up(poller)
+    new: list[dict[str, Any]] = []
+    late: list[dict[str, Any]] = []
+    for _ in range(5):  # windows end on whole seconds: about one window per second
+        wall = time.time()
+        stamps = [datetime.fromtimestamp(wall - i * 0.02, UTC) for i in range(40)]
+        new += sandbox.add_notifications_at("acme-id", stamps)
+        late += sandbox.add_notifications_at("acme-id", [now_utc() - timedelta(seconds=120)] * 4)
+        run_until(poller, lambda: poller.window is not None and poller.window.pages >= 2)
+        pause_until(poller, 0.3)
+    time.sleep(1.2)  # the last arrivals are now older than the safety lag
+    if poller.window is not None:
+        run_until(poller, lambda: poller.window is None)
+    catch_up(poller)
+    ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
+    assert len(new) == 200 and len(late) == 20
+    assert max(ids.values()) == 1
+    assert set(ids) == {f"myinvois:acme:{n['notificationId']}" for n in base + new + late}
+    assert poller.duplicates > 0, "the overlap was re-read and de-duplicated"
+
+
+def test_restart_resumes_from_the_watermark_and_republishes_nothing(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """A new poller starts at the stored watermark minus the overlap and publishes nothing new."""
+    now = now_utc()
+    sandbox.add_notifications("acme-id", 300, start=now - timedelta(hours=2), end=now)
+    acct = account(sandbox, start_at=now - timedelta(hours=3))
+    first = make_poller(acct)
+    catch_up(first)
+    length = redis_client.xlen(STREAM)
+    assert length == 300
+    time.sleep(1.1)  # past the safety lag, so the new poller has a window to read
+    second = make_poller(acct)
+    assert isinstance(second.cursor, WatermarkCursor)
+    window = second.cursor.next_window()
+    stored = float(redis_client.get(WATERMARK) or 0)
+    assert window is not None and window.date_from.timestamp() == int(stored - 600)
+    catch_up(second)
+    assert redis_client.xlen(STREAM) == length
+    assert second.published == 0 and second.windows_completed == 1
+    assert second.requests <= 2, "only the overlap was read again"
+
+
+def test_budget_equal_to_the_sandbox_limit_gets_no_429(
+    make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """With our budget equal to the upstream limit, requests are spread and none gets 429."""
+    rate = 300
+    with MyInvoisSandbox(clients=sandbox_clients(), requests_per_minute=rate) as sandbox:
+        now = now_utc()
+        sandbox.add_notifications("acme-id", 480, start=now - timedelta(minutes=9), end=now)
+        poller = make_poller(
+            account(
+                sandbox,
+                page_size=10,
+                requests_per_minute=rate,
+                start_at=now - timedelta(minutes=10),
+            )
+        )
+        sent: list[float] = []
+        send = poller.api.http.send
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            if args[2] == "notifications":
+                sent.append(time.monotonic())
+            return send(*args, **kwargs)
+
+        poller.api.http.send = recording  # type: ignore[method-assign]
+        catch_up(poller, timeout=30)
+        assert sandbox.count_status(429) == 0
+    assert len(sent) == 48, "480 notifications in pages of 10"
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= 0.9 * 60 / rate, "the budget spreads requests, never bursts"
+    assert redis_client.xlen(STREAM) == 480
+
+
+def test_faults_lose_nothing_and_dead_letter_only_bad_items(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """5xx, WAF, resets, truncated pages, token expiry, malformed items: nothing lost."""
+    now = now_utc()
+    sandbox.add_notifications("acme-id", 200, start=now - timedelta(hours=1), end=now)
+    sandbox.faults.script(
+        ["500", "ok", "reset", "malformed", "truncate", "ok", "waf", "token_expired",
+         "ok", "503", "malformed", "truncate"]
+    )  # fmt: skip
+    poller = make_poller(account(sandbox, page_size=25, start_at=now - timedelta(hours=2)))
+    catch_up(poller, timeout=30)
+    assert sandbox.faults.pending() == 0
+    ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
+    assert max(ids.values()) == 1
+    assert set(ids) == {
+        f"myinvois:acme:{n['notificationId']}" for n in sandbox.notifications("acme-id")
+    }
+    dead = stream_entries(redis_client, DEADLETTER)
+    malformed = sandbox.malformed_served("acme-id")
+    assert len(malformed) == 2 and len(dead) == 2
+    assert {d["reason"] for d in dead} == {"invalid_notification"}
+    assert all(any(m["notificationDeliveryId"] in d["raw"] for d in dead) for m in malformed)
+    assert sample(poller, "drainer_deadletter_total", reason="invalid_notification") == 2
+    assert poller.health.failing_since is None, "recovered after the faults"
+
+
+def test_429_is_honoured_before_any_further_request(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller
+) -> None:
+    """After a 429 the poller waits at least Retry-After and sends nothing meanwhile."""
+    now = now_utc()
+    sandbox.add_notifications("acme-id", 20, start=now - timedelta(hours=1), end=now)
+    poller = make_poller(account(sandbox, start_at=now - timedelta(hours=2)))
+    sandbox.faults.script(["429"])
+    wait = poller.tick(time.monotonic())
+    assert sandbox.count_status(429) == 1
+    assert wait >= 0.9, "Retry-After: 1 (and the rate headers) are honoured"
+    served = len(sandbox.requests)
+    for _ in range(5):
+        assert poller.tick(time.monotonic()) > 0
+    assert len(sandbox.requests) == served
+    assert sample(poller, "drainer_rate_limited_total") == 1
+    assert poller.health.last_error is not None and "429" in poller.health.last_error
+
+
+def test_redis_down_pauses_polling_and_keeps_the_watermark(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, own_redis: LocalRedis
+) -> None:
+    """Redis down mid-window: no more requests, no watermark; back up: published once."""
+    now = now_utc()
+    sandbox.add_notifications("acme-id", 60, start=now - timedelta(hours=1), end=now)
+    poller = make_poller(
+        account(sandbox, page_size=10, start_at=now - timedelta(hours=2)), own_redis.url
+    )
+    run_until(poller, lambda: poller.window is not None and poller.window.pages >= 2)
+    own_redis.stop()
+    run_until(poller, lambda: poller.health.failing_since is not None)
+    assert poller.window is not None and poller.window.complete
+    requests = poller.requests
+    pause_until(poller, 0.5)
+    assert poller.requests == requests, "no upstream request while the window is unpublished"
+    assert isinstance(poller.cursor, WatermarkCursor) and poller.cursor.watermark is None
+    own_redis.start()
+    run_until(poller, lambda: poller.window is None)
+    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        ids = Counter(e["event_id"] for e in stream_entries(client, STREAM))
+        assert len(ids) == 60 and max(ids.values()) == 1
+        assert client.get(WATERMARK) is not None
+    finally:
+        client.close()
+    assert poller.health.failing_since is None
+
+
+def test_token_cached_refreshed_once_on_401_and_onbehalfof_sent(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller
+) -> None:
+    """An intermediary logs in once, sends onbehalfof, refreshes on 401; a wrong TIN is a 403."""
+    now = now_utc()
+    sandbox.add_notifications("agent-id", 50, start=now - timedelta(hours=1), end=now)
+    start = now - timedelta(hours=2)
+    acct = account(
+        sandbox, name="agent", client_id="agent-id", on_behalf_of=TIN, page_size=10, start_at=start
+    )
+    poller = make_poller(acct)
+    catch_up(poller)
+    catch_up(poller)
+    assert token_requests(sandbox) == 1
+    sandbox.expire_tokens()
+    catch_up(poller)
+    assert token_requests(sandbox) == 2
+    assert poller.health.last_error is None and poller.published == 50
+    wrong = make_poller(account(sandbox, name="wrong", client_id="agent-id",
+                                on_behalf_of="C0000000000", start_at=start))  # fmt: skip
+    run_until(wrong, lambda: wrong.health.failing_since is not None)
+    assert isinstance(wrong.last_error, ForbiddenError)
+
+
+# --- the real CLI -----------------------------------------------------------------------
+
+
+def backfill(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "backfill", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_backfill_cli_publishes_a_range_once_and_leaves_the_watermark(
+    tmp_path: Path, sandbox: MyInvoisSandbox, redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """``drainer backfill`` publishes the range oldest first; a rerun adds nothing."""
+    now = now_utc()
+    added = sandbox.add_notifications(
+        "acme-id", 400, start=now - timedelta(days=3), end=now - timedelta(days=1)
+    )
+    since, until = now - timedelta(days=2, hours=12), now - timedelta(days=1, hours=12)
+    inside = [n for n in added if since <= myinvois_order_key(n)[0] <= until]
+    acct = {
+        "name": "acme",
+        "base_url": sandbox.base_url,
+        "client_id": "acme-id",
+        "client_secret": "acme-id-secret-value",
+        "requests_per_minute": FAST,
+        "page_size": 50,
+    }
+    config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[acct])
+    redis_client.set(WATERMARK, "1234.5")
+    window = ["--account", "acme", "--since", iso_z(since), "--until", iso_z(until)]
+    first = backfill(config, *window)
+    assert first.returncode == 0, first.stderr
+    entries = stream_entries(redis_client, STREAM)
+    assert [json.loads(e["payload"]) for e in entries] == sorted(inside, key=myinvois_order_key)
+    assert f"{len(inside)} published" in first.stderr
+    again = backfill(config, *window)
+    assert again.returncode == 0, again.stderr
+    assert "0 published" in again.stderr
+    assert redis_client.xlen(STREAM) == len(inside)
+    assert redis_client.get(WATERMARK) == "1234.5", "the live watermark is left alone"
+    assert "secret-value" not in first.stdout + first.stderr
+    unknown = backfill(
+        config, "--account", "nope", "--since", iso_z(since), "--until", iso_z(until)
+    )
+    assert unknown.returncode == 2 and "'nope'" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_daemon_polls_myinvois_end_to_end(
+    tmp_path: Path, sandbox: MyInvoisSandbox, redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """``drainer run`` polls a MyInvois account onto the stream and exports its watermark."""
+    now = now_utc()
+    sandbox.add_notifications(
+        "acme-id", 200, start=now - timedelta(hours=1), end=now - timedelta(seconds=10)
+    )
+    acct = {
+        "name": "acme",
+        "base_url": sandbox.base_url,
+        "client_id": "acme-id",
+        "client_secret": "acme-id-secret-value",
+        "requests_per_minute": FAST,
+        "interval": "500ms",
+        "start_at": iso_z(now - timedelta(hours=2)),
+    }
+    config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[acct])
+    with Daemon(config) as daemon:
+        wait_for(lambda: redis_client.xlen(STREAM) >= 200, 20, "200 entries")
+        wait_for(lambda: redis_client.get(WATERMARK) is not None, 10, "the watermark")
+        metrics = daemon.metrics()
+        assert daemon.stop() == 0
+    assert redis_client.xlen(STREAM) == 200
+    line = next(
+        m for m in metrics.splitlines()
+        if m.startswith("drainer_myinvois_watermark_timestamp_seconds{")
+    )  # fmt: skip
+    assert float(line.split()[-1]) > now.timestamp() - 60
+    assert "myinvois.window_completed" in daemon.log
+    assert "secret-value" not in daemon.log
