@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ STOP_BUDGET = 20.0  # SPEC §5: exit within 20 s of SIGTERM
 INTAKE_JOIN = 12.0  # an in-flight pull has a 10 s read timeout
 WATCHDOG_EVERY = 2.0
 MAIN_SLICE = 0.2
+SWITCH_INTERVAL = 0.001
 
 
 def spool_dir(settings: Settings, source: str, account: str) -> Path:
@@ -202,6 +204,9 @@ class Runtime:
 
     def run(self) -> int:
         ctx = self.ctx
+        # The puller waits on the network and must get the GIL back at once when its
+        # response arrives, not after the publisher's 5 ms default time slice.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         ctx.metrics.up.set(1)
         for publisher in ctx.publishers.values():
             self._spawn(publisher, self.publish_stop, publisher.wake)
