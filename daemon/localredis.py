@@ -70,7 +70,12 @@ class LocalRedis:
             "--appendfsync", "always",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal Ctrl-C is for our owner, which stops us
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1)
         try:

@@ -222,6 +222,9 @@ class MyInvoisSandbox(SandboxServer):
         if not allowed or kind == "429":
             response = _error(429, "TooManyRequests", "Rate limit exceeded")
             retry = str(max(wait, 1) if not allowed else RETRY_AFTER_SECONDS)
+            if allowed:  # an injected 429: the window is not really full, it resets soon
+                reset_at = math.ceil(time.time()) + RETRY_AFTER_SECONDS
+                headers = {**headers, "X-Rate-Limit-Reset": iso_utc(reset_at)}
             response.headers = {**headers, "X-Rate-Limit-Remaining": "0", "Retry-After": retry}
             return response
         if kind in ("500", "503"):
