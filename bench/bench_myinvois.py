@@ -19,7 +19,8 @@ from bench.common import Row
 from daemon.backfill import walk
 from daemon.localredis import LocalRedis
 from daemon.metrics import Metrics
-from daemon.myinvois import MyInvoisPoller, RangeCursor, build_api
+from daemon.myinvois import MyInvoisPoller, build_api
+from daemon.myinvois_window import RangeCursor
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.settings import MyInvoisAccount
 from daemon.sink import RedisSink, connect

@@ -34,7 +34,9 @@ from rich.progress import (
 from daemon.errors import EXIT_OK, AuthError, ConfigError, ForbiddenError, SinkError
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
-from daemon.myinvois import SAFETY_LAG, MyInvoisPoller, RangeCursor, build_api, whole_seconds
+from daemon.myinvois import MyInvoisPoller, build_api
+from daemon.myinvois_api import whole_seconds
+from daemon.myinvois_window import SAFETY_LAG, RangeCursor
 from daemon.settings import config_path, load_settings, parse_timestamp, redact_url
 from daemon.sink import RedisSink, connect
 

@@ -21,16 +21,9 @@ from daemon.envelope import myinvois_order_key
 from daemon.errors import ForbiddenError
 from daemon.localredis import LocalRedis
 from daemon.metrics import Metrics
-from daemon.myinvois import (
-    MyInvoisPoller,
-    RangeCursor,
-    WatermarkCursor,
-    Window,
-    build_api,
-    build_batch,
-    iso_z,
-    parse_page,
-)
+from daemon.myinvois import MyInvoisPoller, build_api
+from daemon.myinvois_api import iso_z, parse_page
+from daemon.myinvois_window import RangeCursor, WatermarkCursor, Window, build_batch
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.settings import MyInvoisAccount
 from daemon.sink import RedisSink, connect

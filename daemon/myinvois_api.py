@@ -1,0 +1,128 @@
+"""MyInvois Get Notifications client: token, one page, parsing (SPEC §1).
+
+The token comes from ``/connect/token`` (client credentials, ``scope=InvoicingAPI``) and is
+cached for ``expires_in``; intermediaries add the ``onbehalfof`` header.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from daemon.budget import SlidingWindowBudget
+from daemon.envelope import (
+    loads,
+)
+from daemon.errors import (
+    AuthError,
+    ForbiddenError,
+    TransientError,
+)
+from daemon.settings import MyInvoisAccount
+from daemon.upstream import TokenCache, UpstreamClient, token_from
+
+TOKEN_PATH = "/connect/token"  # noqa: S105 - a URL path, not a secret
+NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
+
+
+class TokenRejectedError(TransientError):
+    """A 401 with a cached token: it was dropped; the next tick fetches a fresh one."""
+
+
+def iso_z(moment: datetime) -> str:
+    """The MyInvois date format: UTC, whole seconds, ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def whole_seconds(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(math.floor(timestamp), tz=UTC)
+
+
+class MyInvoisApi:
+    """Token and Get Notifications calls of one MyInvois client (taxpayer or intermediary)."""
+
+    def __init__(self, account: MyInvoisAccount, http: UpstreamClient) -> None:
+        if http.budget is None:
+            raise ValueError("a MyInvois client needs a rate budget")
+        self.account = account
+        self.http = http
+        self.budget: SlidingWindowBudget = http.budget
+        self.tokens = TokenCache(self._fetch_token, http.clock)
+        self._rejected = False  # the last page request got 401
+
+    def _fetch_token(self) -> tuple[str, float]:
+        response = self.http.send(
+            "POST",
+            f"{self.account.base_url}{TOKEN_PATH}",
+            "token",
+            data={
+                "client_id": self.account.client_id,
+                "client_secret": self.account.secret(),
+                "grant_type": "client_credentials",
+                "scope": "InvoicingAPI",
+            },
+        )
+        return token_from(response, f"myinvois {self.account.name}")
+
+    def get_page(
+        self, date_from: datetime, date_to: datetime, page_no: int, page_size: int
+    ) -> bytes:
+        """The raw body of one page. The caller has taken the budget for it.
+
+        A 401 drops the token and raises :class:`TokenRejectedError` (the next call logs
+        in again, through the budget); a second 401 in a row raises AuthError.
+        """
+        headers = {"Authorization": f"Bearer {self.tokens.get()}", "Accept": "application/json"}
+        if self.account.on_behalf_of:
+            headers["onbehalfof"] = self.account.on_behalf_of
+        params = {
+            "dateFrom": iso_z(date_from),
+            "dateTo": iso_z(date_to),
+            "pageNo": str(page_no),
+            "pageSize": str(min(max(page_size, 1), 100)),
+        }
+        response = self.http.send(
+            "GET",
+            f"{self.account.base_url}{NOTIFICATIONS_PATH}",
+            "notifications",
+            headers=headers,
+            params=params,
+        )
+        code = response.status_code
+        name = self.account.name
+        if code == 401:
+            self.tokens.invalidate()
+            if self._rejected:
+                raise AuthError(f"myinvois {name}: 401 after a fresh token")
+            self._rejected = True
+            raise TokenRejectedError(f"myinvois {name}: 401, token refreshed")
+        self._rejected = False
+        if code == 200:
+            return response.content
+        if code == 403:
+            raise ForbiddenError(f"myinvois {name}: 403 (check on_behalf_of and the client)")
+        raise TransientError(f"myinvois {name}: notifications answered {code}")
+
+
+def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:
+    """``(result, hasNext)`` of one page; TransientError when it is not one.
+
+    Reading again is harmless, so a page that does not parse is retried, never
+    dead-lettered. A missing ``hasNext`` means "another page" when this one was full.
+    """
+    try:
+        document = loads(body)
+    except (ValueError, RecursionError):
+        raise TransientError(f"notifications page is not JSON ({len(body)} bytes)") from None
+    if not isinstance(document, dict) or not isinstance(document.get("result"), list):
+        raise TransientError("notifications page has no 'result' list")
+    items: list[Any] = document["result"]
+    metadata = document.get("metadata")
+    has_next = metadata.get("hasNext") if isinstance(metadata, dict) else None
+    if not isinstance(has_next, bool):
+        has_next = len(items) >= page_size
+    return items, has_next and bool(items)
+
+
+# --- windows ----------------------------------------------------------------------------
