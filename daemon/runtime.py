@@ -23,15 +23,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import redis
 import structlog
 from prometheus_client import CollectorRegistry
 
+from daemon import lease, retention
 from daemon.budget import SlidingWindowBudget
 from daemon.docplanner import DocPlannerApi, DocPlannerPuller, PullExpander
 from daemon.errors import EXIT_FATAL, EXIT_OK
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.publisher import Publisher
+from daemon.redisconn import RedisClient
 from daemon.server import DrainerHTTPServer, PushEndpoint
 from daemon.settings import DocPlannerAccount, Settings
 from daemon.sink import RedisSink, connect
@@ -60,7 +61,7 @@ class Context:
     settings: Settings
     metrics: Metrics
     registry: CollectorRegistry
-    redis: redis.Redis
+    redis: RedisClient
     sink: RedisSink
     spool_budget: SpoolBudget
     clock: Callable[[], float] = time.monotonic
@@ -79,7 +80,7 @@ def build_context(settings: Settings, registry: CollectorRegistry | None = None)
     accounts = [("docplanner", a.name) for a in settings.docplanner]
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
-    client = connect(settings.redis.url)
+    client = connect(settings.redis)
     sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
     streams = settings.streams
     registry.register(
@@ -91,6 +92,8 @@ def build_context(settings: Settings, registry: CollectorRegistry | None = None)
     for account in settings.docplanner:
         _add_docplanner(ctx, account)
     _add_extensions(ctx)
+    lease.install(ctx)  # leases = true: intake works only while holding its lease
+    retention.install(ctx)
     return ctx
 
 
@@ -188,7 +191,10 @@ class Runtime:
                 reasons[worker.name] = str(worker.health.detail["not_ready"])
         if self.stop_requested.is_set():
             reasons["shutdown"] = "stopping"
-        return (not reasons, {"not_ready": reasons} if reasons else {})
+        detail: dict[str, Any] = {"not_ready": reasons} if reasons else {}
+        if self.ctx.settings.redis.leases:
+            detail["leases"] = lease.holders(self.ctx)
+        return (not reasons, detail)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -238,6 +244,7 @@ class Runtime:
         self.intake_stop.set()
         for thread in self._threads:
             thread.join(timeout=max(0.1, started + INTAKE_JOIN - time.monotonic()))
+        lease.release_all(self.ctx)  # the other node takes over without waiting for the TTL
         self.publish_stop.set()
         for thread in self._publisher_threads:
             thread.join(timeout=2.0)

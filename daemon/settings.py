@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -100,17 +101,116 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RedisSentinelSettings(_Section):
+    """``[redis.sentinel]``: find the master through these Sentinels."""
+
+    hosts: list[str] = Field(min_length=1)
+    master: str = "mymaster"
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        from daemon.redisconn import parse_host
+
+        for host in value:
+            parse_host(host)
+        return value
+
+
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     dedupe_window: Duration = 86400.0
     stream_maxlen: int = Field(default=1_000_000, ge=0)
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_insecure_skip_verify: bool = False
+    cluster: bool = False
+    sentinel: RedisSentinelSettings | None = None
+    leases: bool = False
+    lease_ttl: Duration = 15.0
+    retention: Literal["maxlen", "minid", "consumer_groups"] = "maxlen"
+    retention_age: Duration = 7 * 86400.0
+
+    # Validators run in field order and only on keys that were set, so each one below
+    # checks its key against the keys declared above it and the error names that key.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_maxlen_unless_maxlen(cls, data: Any) -> Any:
+        # With minid/consumer_groups retention, the publish script must not MAXLEN-trim.
+        if isinstance(data, dict) and data.get("retention", "maxlen") != "maxlen":
+            data = {"stream_maxlen": 0, **data}
+        return data
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        from daemon.redisconn import parse_url
+
+        parse_url(value)
         return value
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify")
+    @classmethod
+    def _tls_needs_rediss(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and not str(info.data.get("url", "rediss")).startswith("rediss"):
+            raise ValueError("needs a rediss:// (TLS) url")
+        return value
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("tls_cert_file") is None:
+            raise ValueError("needs tls_cert_file (a client certificate and its key)")
+        return value
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: bool, info: ValidationInfo) -> bool:
+        url = str(info.data.get("url", ""))
+        if value and url.startswith(("unix:", "redis+sentinel:", "rediss+sentinel:")):
+            raise ValueError("cannot be combined with a unix:// or redis+sentinel:// url")
+        return value
+
+    @field_validator("sentinel")
+    @classmethod
+    def _sentinel(
+        cls, value: RedisSentinelSettings | None, info: ValidationInfo
+    ) -> RedisSentinelSettings | None:
+        url = str(info.data.get("url", ""))
+        if value is not None and info.data.get("cluster"):
+            raise ValueError("cannot be combined with cluster = true")
+        if value is not None and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("needs a redis:// or rediss:// url (credentials, db and TLS)")
+        return value
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_ttl(cls, value: float) -> float:
+        if value < 1.0:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str, info: ValidationInfo) -> str:
+        if value != "maxlen" and info.data.get("stream_maxlen"):
+            raise ValueError('stream_maxlen must be 0 or unset unless retention = "maxlen"')
+        return value
+
+    @field_validator("retention_age")
+    @classmethod
+    def _retention_age(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_needs_key(self) -> RedisSettings:
+        if self.tls_cert_file is not None and self.tls_key_file is None:
+            raise ValueError("tls_cert_file needs tls_key_file")
+        return self
 
 
 class StreamSettings(_Section):

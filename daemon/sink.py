@@ -19,6 +19,9 @@ from redis.commands.core import Script
 
 from daemon.envelope import StreamEntry
 from daemon.errors import SinkError
+from daemon.redisconn import RedisClient
+from daemon.redisconn import connect as build_client
+from daemon.settings import RedisSettings
 
 PUBLISH_SCRIPT = """
 local window = ARGV[1]
@@ -83,21 +86,19 @@ class PublishResult:
     duplicates_by_stream: dict[str, int]
 
 
-def connect(url: str, timeout: float = 5.0) -> redis.Redis:
-    """A client for ``redis://``, ``rediss://`` or ``unix://`` with explicit timeouts."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        decode_responses=False,
-    )
+def connect(target: RedisSettings | str, timeout: float = 5.0) -> RedisClient:
+    """A client for the ``[redis]`` settings (or a bare url): one node, Sentinel, Cluster, TLS.
+
+    See :mod:`daemon.redisconn`; every client has explicit timeouts.
+    """
+    settings = RedisSettings(url=target) if isinstance(target, str) else target
+    return build_client(settings, timeout)
 
 
 class RedisSink:
     """Publishes entries exactly once per de-duplication window."""
 
-    def __init__(self, client: redis.Redis, dedupe_window: float, stream_maxlen: int) -> None:
+    def __init__(self, client: RedisClient, dedupe_window: float, stream_maxlen: int) -> None:
         self.client = client
         self._window_ms = max(1, int(dedupe_window * 1000))
         self._maxlen = stream_maxlen

@@ -1,0 +1,259 @@
+"""Per-account leases in Redis: two daemons on one config, one active per account.
+
+Opt-in (``[redis] leases = true``). Each intake worker (DocPlanner puller, release
+scheduler, MyInvois poller) is wrapped in a :class:`LeasedWorker` that ticks the real
+worker only while this process holds the account's lease:
+
+- acquire: ``SET lease-key token NX PX ttl`` (token = hostname:pid:random);
+- renew every ``ttl/3``: a Lua compare-and-``PEXPIRE`` on the token; a renewal that finds
+  another token (or none) means the lease was lost: the worker stops at once;
+- release on shutdown: a Lua compare-and-``DEL``, so the other node takes over at once.
+
+If Redis cannot be reached, a holder keeps working only while at least ``ttl/3`` of its
+last confirmed lease is left (so a pull started then ends before the key can expire),
+then stands by. The lease key lives in the stream's hash slot (works on Redis Cluster).
+
+Push receivers and publishers run on every node: the spool is local, and a node's
+unpublished spool is published when that node comes back; event ids keep that exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import Gauge
+
+from daemon.redisconn import RedisClient
+from daemon.sink import TRANSIENT_REDIS_ERRORS, related_key
+from daemon.worker import Health, Worker
+
+if TYPE_CHECKING:
+    from daemon.runtime import Context
+
+log = structlog.get_logger("daemon.lease")
+
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def identity() -> str:
+    """This process as a lease holder: ``hostname:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def lease_key(stream: str, source: str, account: str) -> str:
+    return related_key(stream, f"lease:{source}:{account}")
+
+
+class Lease:
+    """One account's lease as seen by this process; thread-safe, driven by ``ensure(now)``."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        key: str,
+        token: str,
+        ttl: float,
+        on_change: Callable[[bool], None] = lambda held: None,
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.token = token
+        self.ttl = ttl
+        self.held = False
+        self.holder: str | None = None  # the token of whoever holds it, as last seen
+        self.closed = False
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._valid_until = 0.0  # the lease is ours until then at least (local clock)
+        self._next_attempt = 0.0
+        self._on_change = on_change
+        self._lock = threading.Lock()
+        self._renew = client.register_script(RENEW_SCRIPT)
+        self._release = client.register_script(RELEASE_SCRIPT)
+
+    @property
+    def renew_every(self) -> float:
+        return self.ttl / 3
+
+    @property
+    def retry_every(self) -> float:
+        """How often a standby tries to take the lease."""
+        return min(1.0, self.ttl / 10)
+
+    @property
+    def next_attempt(self) -> float:
+        return self._next_attempt
+
+    def ensure(self, now: float) -> bool:
+        """Acquire or renew when due; True while this process may work for the account."""
+        with self._lock:
+            if self.closed:
+                return False
+            if now >= self._next_attempt:
+                self._attempt(now)
+            if self.held and now > self._valid_until - self.ttl / 3:
+                # Redis has not confirmed the lease for too long: stand by.
+                self._set_held(False, "unconfirmed")
+            return self.held
+
+    def _attempt(self, now: float) -> None:
+        try:
+            if self.held:
+                renewed = int(self._renew(keys=[self.key], args=[self.token, self._ttl_ms]))
+                if renewed:
+                    self._valid_until = now + self.ttl
+                    self._next_attempt = now + self.renew_every
+                else:
+                    self.holder = self._current_holder()
+                    self._set_held(False, "lost")
+                    self._next_attempt = now + self.retry_every
+                return
+            if self.client.set(self.key, self.token, nx=True, px=self._ttl_ms):
+                self._valid_until = now + self.ttl
+                self._next_attempt = now + self.renew_every
+                self.holder = self.token
+                self._set_held(True, "acquired")
+            else:
+                self.holder = self._current_holder()
+                self._next_attempt = now + self.retry_every
+        except TRANSIENT_REDIS_ERRORS as exc:
+            if self.held:
+                log.warning("lease.renew_failed", key=self.key, error=type(exc).__name__)
+            self._next_attempt = now + self.retry_every
+
+    def _current_holder(self) -> str | None:
+        raw = self.client.get(self.key)
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+    def _set_held(self, held: bool, why: str) -> None:
+        if held == self.held:
+            return
+        self.held = held
+        if not held and self.holder == self.token:
+            self.holder = None
+        log.info(f"lease.{why}", key=self.key, identity=self.token, holder=self.holder)
+        self._on_change(held)
+
+    def release(self) -> None:
+        """Give the lease up (compare-and-delete) and never take it again."""
+        with self._lock:
+            self.closed = True
+            if not self.held:
+                return
+            try:
+                self._release(keys=[self.key], args=[self.token])
+            except TRANSIENT_REDIS_ERRORS as exc:
+                log.warning("lease.release_failed", key=self.key, error=type(exc).__name__)
+            self._set_held(False, "released")
+
+
+class LeasedWorker:
+    """Ticks ``inner`` only while ``lease`` is held; keeps the lease renewed meanwhile."""
+
+    def __init__(
+        self, inner: Worker, lease: Lease, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.inner = inner
+        self.lease = lease
+        self.name = inner.name
+        self.health: Health = inner.health
+        self._clock = clock
+        self._due = 0.0  # when the inner worker asked to be ticked next
+
+    def tick(self, now: float) -> float:
+        if not self.lease.ensure(now):
+            self._due = 0.0  # tick at once when the lease comes (back)
+            self.health.detail["lease"] = f"standby, held by {self.lease.holder or 'nobody'}"
+            return max(0.0, self.lease.next_attempt - now)
+        self.health.detail["lease"] = "held"
+        if now >= self._due:
+            delay = self.inner.tick(now)
+            now = self._clock()
+            self._due = now + max(0.0, delay)
+        return max(0.0, min(self._due, self.lease.next_attempt) - now)
+
+
+def install(ctx: Context) -> None:
+    """With ``leases = true``: wrap every intake worker of a source account in its lease."""
+    if not ctx.settings.redis.leases:
+        return
+    streams = {"docplanner": ctx.settings.streams.docplanner}
+    streams["myinvois"] = ctx.settings.streams.myinvois
+    gauge = Gauge(
+        "drainer_lease_held",
+        "1 while this process holds the account's lease (leases = true), else 0.",
+        ("source", "account"),
+        registry=ctx.registry,
+    )
+    accounts = [("docplanner", a.name) for a in ctx.settings.docplanner]
+    accounts += [("myinvois", a.name) for a in ctx.settings.myinvois]
+    for source, account in accounts:
+        gauge.labels(source=source, account=account).set(0)
+    token = identity()
+    leases: dict[tuple[str, str], Lease] = {}
+    wrapped: list[Worker] = []
+    for worker in ctx.intake:
+        source, account = worker.health.source, worker.health.account
+        if source not in streams:
+            wrapped.append(worker)
+            continue
+        lease = leases.get((source, account))
+        if lease is None:
+            child = gauge.labels(source=source, account=account)
+            lease = Lease(
+                ctx.redis,
+                lease_key(streams[source], source, account),
+                token,
+                ctx.settings.redis.lease_ttl,
+                on_change=_show_in(child),
+            )
+            leases[(source, account)] = lease
+        wrapped.append(LeasedWorker(worker, lease, ctx.clock))
+    ctx.intake[:] = wrapped
+    log.info("lease.enabled", identity=token, ttl=ctx.settings.redis.lease_ttl)
+
+
+def _show_in(gauge: Gauge) -> Callable[[bool], None]:
+    def show(held: bool) -> None:
+        gauge.set(1 if held else 0)
+
+    return show
+
+
+def _leases(ctx: Context) -> dict[str, Lease]:
+    found: dict[str, Lease] = {}
+    for worker in ctx.intake:
+        if isinstance(worker, LeasedWorker):
+            found.setdefault(f"{worker.health.source}:{worker.health.account}", worker.lease)
+    return found
+
+
+def holders(ctx: Context) -> dict[str, Any]:
+    """``{"docplanner:pl": {"held": true, "holder": "host:pid:ab12cd"}}`` for /readyz."""
+    return {
+        name: {"held": lease.held, "holder": lease.holder} for name, lease in _leases(ctx).items()
+    }
+
+
+def release_all(ctx: Context) -> None:
+    """On shutdown, after intake stopped: hand every lease over at once."""
+    for lease in _leases(ctx).values():
+        lease.release()

@@ -1,0 +1,216 @@
+"""Redis Cluster: a real 3-master cluster started here; the sink, leases and a CLI drain."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.cluster import RedisCluster
+
+from daemon.envelope import StreamEntry
+from daemon.errors import ConfigError
+from daemon.lease import Lease, lease_key
+from daemon.localredis import find_redis_server, free_port
+from daemon.redisconn import connect
+from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.settings import RedisSettings, load_settings
+from daemon.sink import RedisSink, related_key
+from tests.helpers import Daemon, stream_entries, wait_for, write_config
+
+STREAM = "drainer:{docplanner}"
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """Three redis-server masters joined by ``redis-cli --cluster create``; yields the ports."""
+    base = tmp_path_factory.mktemp("cluster")
+    ports = [_cluster_port() for _ in range(3)]
+    processes = []
+    try:
+        for port in ports:
+            node = base / str(port)
+            node.mkdir()
+            argv = [
+                find_redis_server(),
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(node / "nodes.conf"),
+                "--dir", str(node),
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(node / "redis.log"),
+            ]  # fmt: skip
+            processes.append(subprocess.Popen(argv))
+        for port in ports:
+            _wait_ping(port)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        for port in ports:
+            wait_for(lambda port=port: _cluster_ok(port), 20, f"cluster_state:ok on {port}")
+        yield ports
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _cli(port: int, *args: str) -> str:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        check=False,  # a node still starting answers with an error: the caller polls
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    return result.stdout
+
+
+def _wait_ping(port: int) -> None:
+    wait_for(lambda: _cli(port, "ping").strip() == "PONG", 10, f"redis on {port}")
+
+
+def _cluster_ok(port: int) -> bool:
+    return "cluster_state:ok" in _cli(port, "cluster", "info")
+
+
+@pytest.fixture
+def client(cluster: list[int]) -> Iterator[RedisCluster]:
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in cluster)
+    built = connect(RedisSettings(url=url))
+    assert isinstance(built, RedisCluster)
+    built.flushall()
+    yield built
+    built.close()
+
+
+def test_publish_script_routes_by_key_and_dedupes_on_cluster(client: RedisCluster) -> None:
+    """The sink's Lua publish runs on the right master for streams in three slots, once each."""
+    streams = ["drainer:{docplanner}", "drainer:{myinvois}", "drainer:{deadletter}"]
+    slots = {client.keyslot(stream) for stream in streams}
+    owners = {client.get_node_from_key(stream).port for stream in streams}
+    assert len(slots) == 3 and len(owners) >= 2, "the test needs streams on several masters"
+    sink = RedisSink(client, dedupe_window=60, stream_maxlen=0)
+    batch = [
+        StreamEntry(s, f"{s}-{i}", {"event_id": f"{s}-{i}"}) for i in range(5) for s in streams
+    ]
+    first = sink.publish(batch)
+    second = sink.publish(batch)
+    assert (first.published, first.duplicates) == (15, 0)
+    assert (second.published, second.duplicates) == (0, 15)
+    assert sink.stream_lengths(streams) == [(s, 5) for s in streams]
+    assert sink.ping()
+    assert client.get(related_key(streams[0], "seen:drainer:{docplanner}-3")) == b"1"
+
+
+def test_watermark_and_lease_work_on_cluster(client: RedisCluster) -> None:
+    """Watermark GET/Lua and the lease SET NX / compare-and-pexpire route by key on a cluster."""
+    from datetime import UTC, datetime
+
+    sink = RedisSink(client, dedupe_window=60, stream_maxlen=0)
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    sink.advance_watermark("drainer:{myinvois}", "acme", moment)
+    assert sink.get_watermark("drainer:{myinvois}", "acme") == moment
+    key = lease_key("drainer:{myinvois}", "myinvois", "acme")
+    first, second = (Lease(client, key, token, ttl=3.0) for token in ("a", "b"))
+    assert first.ensure(0.0) and not second.ensure(0.0)
+    assert first.ensure(1.5) and second.holder == "a"
+    first.release()
+    assert second.ensure(2.0)
+
+
+def test_cluster_true_with_a_plain_url_builds_a_cluster_client(cluster: list[int]) -> None:
+    """``cluster = true`` + ``redis://host:port`` discovers the whole cluster from one node."""
+    built = connect(RedisSettings(url=f"redis://127.0.0.1:{cluster[1]}/0", cluster=True))
+    try:
+        assert isinstance(built, RedisCluster)
+        assert {node.port for node in built.get_primaries()} == set(cluster)
+    finally:
+        built.close()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('cluster = true\n[redis.sentinel]\nhosts = ["127.0.0.1:26379"]', "redis.sentinel"),
+        ('url = "redis+cluster://127.0.0.1:7000/3"', "redis.url"),
+        ('url = "redis+sentinel://127.0.0.1:26379/m/0"\ncluster = true', "redis.cluster"),
+    ],
+)
+def test_inconsistent_cluster_settings_are_one_line_config_errors(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    """cluster with a sentinel table, a cluster db, cluster with a sentinel url: key named."""
+    if not toml.startswith("url"):
+        toml = 'url = "redis://127.0.0.1:7000/0"\n' + toml
+    path = tmp_path / "drainer.toml"
+    path.write_text("[redis]\n" + toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    message = str(caught.value)
+    assert "\n" not in message and f"{path}: {key}:" in message, message
+
+
+def test_docplanner_drain_on_cluster_is_exactly_once(tmp_path: Path, cluster: list[int]) -> None:
+    """The real CLI on a redis+cluster:// url drains 2 x 1,500 notifications exactly once."""
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in cluster)
+    client = connect(RedisSettings(url=url))
+    client.flushall()
+    clients = [DocPlannerClient(client_id=f"{n}-id", client_secret=f"{n}-secret") for n in "ab"]
+    with DocPlannerSandbox(clients=clients) as sandbox:
+        for name in "ab":
+            sandbox.enqueue(f"{name}-id", 1500)
+        accounts = [
+            {
+                "name": name,
+                "base_url": sandbox.base_url,
+                "client_id": f"{name}-id",
+                "client_secret": f"{name}-secret",
+                "idle_interval": "200ms",
+            }
+            for name in "ab"
+        ]
+        config = write_config(tmp_path / "drainer.toml", url, docplanner=accounts)
+        with Daemon(config) as daemon:
+            wait_for(lambda: client.xlen(STREAM) >= 3000, 40, "3,000 entries")
+            time.sleep(0.5)
+            assert daemon.stop() == 0
+        handed = {name: sandbox.handed_out(f"{name}-id") for name in "ab"}
+    entries = stream_entries(client, STREAM)  # type: ignore[arg-type]  # same API on a cluster
+    client.close()
+    assert max(Counter(e["event_id"] for e in entries).values()) == 1
+    for name in "ab":
+        payloads = [json.loads(e["payload"]) for e in entries if e["account"] == name]
+        assert payloads == handed[name] and len(payloads) == 1500

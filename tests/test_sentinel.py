@@ -1,0 +1,153 @@
+"""Redis Sentinel: a master and one sentinel started here; url and table forms, a CLI drain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from daemon.errors import ConfigError
+from daemon.localredis import LocalRedis, find_redis_server, free_port
+from daemon.redisconn import connect, describe
+from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.settings import RedisSentinelSettings, RedisSettings, load_settings
+from daemon.sink import RedisSink
+from tests.helpers import Daemon, stream_entries, wait_for, write_config
+
+STREAM = "drainer:{docplanner}"
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRedis, int]]:
+    """A master and a ``redis-server --sentinel`` monitoring it as ``mymaster``."""
+    base = tmp_path_factory.mktemp("sentinel")
+    master = LocalRedis(base / "master").start()
+    port = free_port()
+    conf = base / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {base}\nlogfile {base / 'sentinel.log'}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+    )
+    process = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"])
+    probe = redis.Redis(port=port, socket_timeout=1)
+    try:
+        wait_for(
+            lambda: _master_addr(probe) == ("127.0.0.1", master.port), 10, "sentinel knows master"
+        )
+        yield master, port
+    finally:
+        probe.close()
+        process.kill()
+        process.wait(timeout=10)
+        master.stop()
+
+
+def _master_addr(probe: redis.Redis) -> tuple[str, int] | None:
+    try:
+        host, port = probe.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+    except (redis.ConnectionError, TypeError, ValueError):
+        return None
+    return host.decode(), int(port)
+
+
+def test_sentinel_url_finds_the_master_and_the_sink_works(
+    sentinel: tuple[LocalRedis, int],
+) -> None:
+    """``redis+sentinel://h:p/mymaster/2`` reaches the master's db 2; publish and dedupe work."""
+    master, port = sentinel
+    client = connect(RedisSettings(url=f"redis+sentinel://127.0.0.1:{port}/mymaster/2"))
+    direct = redis.Redis(port=master.port, db=2)
+    try:
+        assert describe(client) == "sentinel"
+        client.set("probe", "x")
+        assert direct.get("probe") == b"x"
+        from daemon.envelope import StreamEntry
+
+        sink = RedisSink(client, dedupe_window=60, stream_maxlen=0)
+        entry = StreamEntry("s:{a}", "1", {"event_id": "1"})
+        assert sink.publish([entry, entry]).published == 1
+        assert direct.xlen("s:{a}") == 1
+    finally:
+        direct.flushdb()
+        direct.close()
+        client.close()
+
+
+def test_sentinel_table_form_uses_the_url_db(sentinel: tuple[LocalRedis, int]) -> None:
+    """A ``[redis.sentinel]`` table with hosts and master; db comes from the redis:// url."""
+    master, port = sentinel
+    settings = RedisSettings(
+        url="redis://ignored:1/3",
+        sentinel=RedisSentinelSettings(hosts=[f"127.0.0.1:{port}"], master="mymaster"),
+    )
+    client = connect(settings)
+    direct = redis.Redis(port=master.port, db=3)
+    try:
+        client.set("table", "y")
+        assert direct.get("table") == b"y"
+    finally:
+        direct.flushdb()
+        direct.close()
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        (
+            'url = "redis+sentinel://127.0.0.1:1/m/0"\n[redis.sentinel]\nhosts = ["h:1"]',
+            "redis.sentinel",
+        ),
+        ('url = "redis+sentinel://127.0.0.1:1/"', "redis.url"),
+        ('url = "redis://h:1/0"\n[redis.sentinel]\nhosts = ["nope"]', "redis.sentinel.hosts"),
+        ('url = "redis://h:1/0"\n[redis.sentinel]\nmaster = "m"', "redis.sentinel.hosts"),
+    ],
+)
+def test_inconsistent_sentinel_settings_are_one_line_config_errors(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    """A url and a table at once, no master name, a bad host, no hosts: one line naming the key."""
+    path = tmp_path / "drainer.toml"
+    path.write_text("[redis]\n" + toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    message = str(caught.value)
+    assert "\n" not in message and f"{path}: {key}:" in message, message
+
+
+def test_docplanner_drain_through_sentinel_is_exactly_once(
+    tmp_path: Path, sentinel: tuple[LocalRedis, int]
+) -> None:
+    """The real CLI on a redis+sentinel:// url drains 2,000 notifications exactly once."""
+    master, port = sentinel
+    direct = redis.Redis(port=master.port, db=0)
+    direct.flushdb()
+    clients = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret")]
+    with DocPlannerSandbox(clients=clients) as sandbox:
+        sandbox.enqueue("pl-id", 2000)
+        account = {
+            "name": "pl",
+            "base_url": sandbox.base_url,
+            "client_id": "pl-id",
+            "client_secret": "pl-secret",
+            "idle_interval": "200ms",
+        }
+        url = f"redis+sentinel://127.0.0.1:{port}/mymaster/0"
+        config = write_config(tmp_path / "drainer.toml", url, docplanner=[account])
+        with Daemon(config) as daemon:
+            wait_for(lambda: direct.xlen(STREAM) >= 2000, 40, "2,000 entries")
+            time.sleep(0.5)
+            assert daemon.get("/readyz") == 200
+            assert daemon.stop() == 0
+        handed = sandbox.handed_out("pl-id")
+    entries = stream_entries(direct, STREAM)
+    direct.close()
+    assert max(Counter(e["event_id"] for e in entries).values()) == 1
+    assert [json.loads(e["payload"]) for e in entries] == handed
+    assert len(handed) == 2000
