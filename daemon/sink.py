@@ -63,6 +63,7 @@ TRANSIENT_REDIS_ERRORS = (
     redis.BusyLoadingError,
     redis.ReadOnlyError,
     redis.ResponseError,
+    redis.exceptions.ClusterError,  # e.g. "TTL exhausted" while slots move
 )
 
 

@@ -78,7 +78,7 @@ def _iso(seconds: float | None) -> str | None:
 
 def collect(settings: Settings) -> dict[str, Any]:
     samples, ready = daemon_view(settings)
-    client = connect(settings.redis.url, timeout=2)
+    client = connect(settings.redis, timeout=2)
     streams = settings.streams
     lengths: dict[str, int | None] = {}
     try:
