@@ -191,8 +191,11 @@ class DocPlannerPuller:
         if self.forbidden:
             return 3600.0
         if self.spool_budget.max_bytes - self.spool_budget.used < SPOOL_HEADROOM:
-            self.health.failed("spool full: pulling paused until Redis takes the backlog", now)
+            reason = "spool full: pulling paused until Redis takes the backlog"
+            self.health.detail["not_ready"] = reason
+            self.health.failed(reason, now)
             return 1.0
+        self.health.detail.pop("not_ready", None)
         wait = self.budget.try_acquire(now)
         if wait > 0:
             return wait
@@ -214,7 +217,9 @@ class DocPlannerPuller:
             self._done(now)
             return self.account.idle_interval
         # Popped upstream: make it durable before anything else, parse it later (publisher).
-        if not self._spool(RawBatch(self.wall_clock(), "pull", response.body), now):
+        # One C-speed scan estimates the batch size for the spool gauges (no parsing here).
+        estimate = response.body.count(b'"created_at"')
+        if not self._spool(RawBatch(self.wall_clock(), "pull", response.body, estimate), now):
             return self._backoff.next()
         self._done(now)
         return 0.0  # pull again at once; an empty queue answers 404

@@ -75,7 +75,11 @@ def loads(raw: bytes) -> Any:
 
 def to_raw(value: Any) -> bytes:
     """The JSON bytes of one item, for dead-lettering an item of a parsed batch."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # an unpaired surrogate escape: keep it escaped
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 # --- DocPlanner -------------------------------------------------------------------------
@@ -169,6 +173,10 @@ def check_myinvois(item: Any) -> str | None:
         return "notification 'creationDateTime' is not an ISO 8601 time"
     if not isinstance(item.get("typeId"), str | int) or isinstance(item.get("typeId"), bool):
         return "notification 'typeId' is missing"
+    try:
+        canonical_json(item).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return "notification is not valid Unicode or is nested too deeply"
     return None
 
 

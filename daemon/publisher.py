@@ -71,6 +71,7 @@ class Publisher:
             result = self.sink.publish(entries)
         except SinkError as exc:
             self.health.failed(str(exc), now)
+            self.update_gauges()
             return self._backoff.next()
         self.metrics.redis_publish_duration.labels(**self._labels).observe(
             time.perf_counter() - started

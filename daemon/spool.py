@@ -48,6 +48,7 @@ class RawBatch:
     received_at: float  # Unix time
     delivery: str
     body: bytes
+    count: int = 1  # notifications in the body, as estimated by the receiver (for gauges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,8 @@ class Record:
 
     @property
     def events(self) -> int:
-        """Entries in the record; a raw body counts as one until it is expanded."""
-        return len(self.entries) if self.raw is None else 1
+        """Entries in the record; for a raw body, the receiver's estimate."""
+        return len(self.entries) if self.raw is None else max(1, self.raw.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,9 @@ def encode_record(seq: int, entries: Sequence[StreamEntry]) -> bytes:
 
 def encode_raw(seq: int, raw: RawBatch) -> bytes:
     """Frame one raw body: ``R`` + a JSON header line + the body bytes."""
-    header = json.dumps({"received_at": raw.received_at, "delivery": raw.delivery}).encode()
+    header = json.dumps(
+        {"received_at": raw.received_at, "delivery": raw.delivery, "count": raw.count}
+    ).encode()
     return _frame(seq, b"R" + header + b"\n" + raw.body)
 
 
@@ -97,7 +100,10 @@ def decode_payload(seq: int, payload: bytes) -> Record:
     if payload[:1] == b"R":
         header, _, body = payload[1:].partition(b"\n")
         meta = json.loads(header)
-        return Record(seq, raw=RawBatch(float(meta["received_at"]), str(meta["delivery"]), body))
+        raw = RawBatch(
+            float(meta["received_at"]), str(meta["delivery"]), body, int(meta.get("count", 1))
+        )
+        return Record(seq, raw=raw)
     return Record(seq, decode_entries(payload))
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -151,12 +152,17 @@ class UpstreamClient:
         return DEFAULT_RATE_LIMIT_WAIT
 
     def _reset_in(self, response: requests.Response) -> float | None:
-        """Seconds until ``X-RateLimit-Reset`` / ``X-Rate-Limit-Reset`` (ISO 8601 or secs)."""
+        """Seconds until ``X-RateLimit-Reset`` / ``X-Rate-Limit-Reset`` (ISO 8601 or secs).
+
+        Measured against the response's own ``Date`` header when there is one: the reset is
+        upstream's clock, and ours may be off by any amount.
+        """
         raw = response.headers.get("X-RateLimit-Reset") or response.headers.get(
             "X-Rate-Limit-Reset"
         )
         if not raw:
             return None
+        upstream_now = _date_header(response) or self.wall_clock()
         try:
             moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
@@ -165,10 +171,10 @@ class UpstreamClient:
             except ValueError:
                 return None
             # Either seconds from now or a Unix time.
-            return max(0.0, seconds - self.wall_clock()) if seconds > 10**9 else max(0.0, seconds)
+            return max(0.0, seconds - upstream_now) if seconds > 10**9 else max(0.0, seconds)
         if moment.tzinfo is None:
             return None
-        return max(0.0, moment.timestamp() - self.wall_clock())
+        return max(0.0, moment.timestamp() - upstream_now)
 
     def _note_rate_headers(self, response: requests.Response) -> None:
         remaining = response.headers.get("X-RateLimit-Remaining") or response.headers.get(
@@ -185,6 +191,17 @@ class UpstreamClient:
             reset = self._reset_in(response)
             if reset is not None:
                 self.budget.block_until(self.clock() + min(MAX_RATE_LIMIT_WAIT, reset))
+
+
+def _date_header(response: requests.Response) -> float | None:
+    """The response's ``Date`` as a Unix time, or None."""
+    raw = response.headers.get("Date")
+    if not raw:
+        return None
+    try:
+        return parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def token_from(response: requests.Response, what: str) -> tuple[str, float]:

@@ -311,11 +311,6 @@ SURROGATE_MYINVOIS = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an item with an unpaired \\ud800 escape is dead-lettered with the "
-    "placeholder raw '<item nested too deeply to re-encode>': its content is lost",
-)
 def test_dead_letter_of_an_item_with_a_lone_surrogate_keeps_its_content() -> None:
     """A pulled item with an unpaired surrogate escape is dead-lettered with its content."""
     body = b'{"notifications":[' + SURROGATE_DOCPLANNER + b'],"remaining":0}'
@@ -325,12 +320,6 @@ def test_dead_letter_of_an_item_with_a_lone_surrogate_keeps_its_content() -> Non
     assert "Jo" in entry.fields["raw"] and "patient" in entry.fields["raw"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_myinvois accepts an unpaired surrogate; the entry cannot be encoded, "
-    "RedisSink.publish raises UnicodeEncodeError (not SinkError) and the poller's window "
-    "is retried forever",
-)
 def test_myinvois_item_with_a_lone_surrogate_is_rejected_or_encodable() -> None:
     """A MyInvois item with an unpaired surrogate is dead-lettered, or its entry encodes."""
     item = json.loads(SURROGATE_MYINVOIS)

@@ -83,6 +83,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # an idle keep-alive connection is closed after this many seconds
     server: _HTTPServer
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header in sandbox time, like every other upstream timestamp."""
+        return super().date_time_string(
+            self.server.app.clock.now() if timestamp is None else timestamp
+        )
+
     def do_GET(self) -> None:
         self._dispatch()
 

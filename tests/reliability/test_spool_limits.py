@@ -99,11 +99,6 @@ def test_full_spool_pauses_pulling_says_why_and_later_drains_exactly_once(
     assert published == handed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /readyz names only Redis, never the paused intake of a full spool "
-    "(DocPlannerPuller.tick does not set health.detail['not_ready'])",
-)
 def test_readyz_names_the_full_spool(tmp_path: Path, own_redis: LocalRedis) -> None:
     """While intake is paused by a full spool, /readyz names the spool, not only Redis."""
     with full_spool(tmp_path, own_redis) as (_, daemon):
@@ -114,12 +109,6 @@ def test_readyz_names_the_full_spool(tmp_path: Path, own_redis: LocalRedis) -> N
     assert any("spool" in str(why) for name, why in body["not_ready"].items() if name != "redis")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: drainer_spool_pending_events / drainer_spool_bytes are only updated by a "
-    "successful publish, so they freeze at their pre-outage value while Redis is down; and "
-    "a raw pull record counts as 1 pending event however many notifications it holds",
-)
 def test_spool_gauges_grow_while_redis_is_down(tmp_path: Path, own_redis: LocalRedis) -> None:
     """The spool backlog gauges show the backlog that builds up during a Redis outage."""
     with full_spool(tmp_path, own_redis) as (_, daemon):
