@@ -51,6 +51,34 @@ def write_config(
     return path
 
 
+def dp_account(name: str, sandbox: Any, **extra: object) -> dict[str, object]:
+    """A DocPlanner account of the sandbox (client ``<name>-id``), polling fast when idle."""
+    return {
+        "name": name,
+        "base_url": sandbox.base_url,
+        "client_id": f"{name}-id",
+        "client_secret": f"{name}-secret-value",
+        "idle_interval": "200ms",
+        **extra,
+    }
+
+
+def assert_redis_config_error(tmp_path: Path, redis_toml: str, key: str) -> None:
+    """A ``[redis]`` table made of ``redis_toml`` is refused with one line naming ``key``."""
+    from daemon.errors import ConfigError
+    from daemon.settings import load_settings
+
+    path = tmp_path / "drainer.toml"
+    path.write_text("[redis]\n" + redis_toml + "\n")
+    try:
+        load_settings(path, {})
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError(f"{redis_toml!r} was accepted")
+    assert "\n" not in message and f"{path}: {key}:" in message, message
+
+
 def listen_port(config: Path) -> int:
     for line in config.read_text().splitlines():
         if line.startswith("listen"):

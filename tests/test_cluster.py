@@ -14,14 +14,13 @@ import pytest
 from redis.cluster import RedisCluster
 
 from daemon.envelope import StreamEntry
-from daemon.errors import ConfigError
 from daemon.lease import Lease, lease_key
 from daemon.localredis import find_redis_server, free_port
 from daemon.redisconn import connect
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from daemon.settings import RedisSettings, load_settings
+from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, related_key
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, assert_redis_config_error, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 
@@ -175,12 +174,7 @@ def test_inconsistent_cluster_settings_are_one_line_config_errors(
     """cluster with a sentinel table, a cluster db, cluster with a sentinel url: key named."""
     if not toml.startswith("url"):
         toml = 'url = "redis://127.0.0.1:7000/0"\n' + toml
-    path = tmp_path / "drainer.toml"
-    path.write_text("[redis]\n" + toml + "\n")
-    with pytest.raises(ConfigError) as caught:
-        load_settings(path, {})
-    message = str(caught.value)
-    assert "\n" not in message and f"{path}: {key}:" in message, message
+    assert_redis_config_error(tmp_path, toml, key)
 
 
 def test_docplanner_drain_on_cluster_is_exactly_once(tmp_path: Path, cluster: list[int]) -> None:

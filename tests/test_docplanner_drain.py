@@ -16,21 +16,10 @@ import redis
 from daemon.envelope import docplanner_event_id
 from daemon.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 DEADLETTER = "drainer:{deadletter}"
-
-
-def account(name: str, sandbox: DocPlannerSandbox, **extra: object) -> dict[str, object]:
-    return {
-        "name": name,
-        "base_url": sandbox.base_url,
-        "client_id": f"{name}-id",
-        "client_secret": f"{name}-secret-value",
-        "idle_interval": "200ms",
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -59,7 +48,7 @@ def test_two_accounts_drain_exactly_once_in_fifo_order(
     config = write_config(
         tmp_path / "drainer.toml",
         redis_server.url,
-        docplanner=[account("pl", sandbox), account("es", sandbox)],
+        docplanner=[dp_account("pl", sandbox), dp_account("es", sandbox)],
     )
     with Daemon(config) as daemon:
         wait_for(lambda: redis_client.xlen(STREAM) >= 10000, 60, "10,000 entries")
@@ -107,7 +96,7 @@ def test_fault_storm_loses_and_duplicates_nothing(
         ]
     )
     config = write_config(
-        tmp_path / "drainer.toml", redis_server.url, docplanner=[account("pl", sandbox)]
+        tmp_path / "drainer.toml", redis_server.url, docplanner=[dp_account("pl", sandbox)]
     )
     with Daemon(config) as daemon:
         wait_for(lambda: sandbox.queue_length("pl-id") == 0, 90, "queue drained")
@@ -149,7 +138,7 @@ def test_sigkill_loop_loses_nothing_but_in_flight_and_duplicates_nothing(
     with DocPlannerSandbox(clients=clients, latency=0.02) as sandbox:
         sandbox.enqueue("pl-id", 20000)
         config = write_config(
-            tmp_path / "drainer.toml", redis_server.url, docplanner=[account("pl", sandbox)]
+            tmp_path / "drainer.toml", redis_server.url, docplanner=[dp_account("pl", sandbox)]
         )
         daemon = Daemon(config)
         for _ in range(10):
@@ -188,7 +177,7 @@ def test_redis_outage_mid_drain_loses_nothing_and_readyz_follows(
     client = redis.Redis.from_url(own_redis.url)
     try:
         config = write_config(
-            tmp_path / "drainer.toml", own_redis.url, docplanner=[account("pl", sandbox)]
+            tmp_path / "drainer.toml", own_redis.url, docplanner=[dp_account("pl", sandbox)]
         )
         sandbox.enqueue("pl-id", 1000)
         with Daemon(config) as daemon:
@@ -220,7 +209,7 @@ def test_sigterm_mid_drain_exits_0_and_publishes_the_in_flight_batch(
     with DocPlannerSandbox(clients=clients, latency=0.05) as sandbox:
         sandbox.enqueue("pl-id", 20000)
         config = write_config(
-            tmp_path / "drainer.toml", redis_server.url, docplanner=[account("pl", sandbox)]
+            tmp_path / "drainer.toml", redis_server.url, docplanner=[dp_account("pl", sandbox)]
         )
         with Daemon(config) as daemon:
             wait_for(lambda: redis_client.xlen(STREAM) >= 500, 30, "some entries")

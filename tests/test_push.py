@@ -30,7 +30,7 @@ from daemon.server import MAX_PUSH_BYTES
 from daemon.settings import DocPlannerAccount
 from daemon.spool import SpoolBudget, SpoolLog
 from daemon.upstream import UpstreamClient
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 DEADLETTER = "drainer:{deadletter}"
@@ -49,19 +49,8 @@ def push_client(port: int | None, name: str = "pl") -> DocPlannerClient:
     )
 
 
-def account(name: str, sandbox: DocPlannerSandbox, **extra: object) -> dict[str, object]:
-    return {
-        "name": name,
-        "base_url": sandbox.base_url,
-        "client_id": f"{name}-id",
-        "client_secret": f"{name}-secret-value",
-        "idle_interval": "200ms",
-        **extra,
-    }
-
-
 def push_account(sandbox: DocPlannerSandbox, mode: str = "push") -> dict[str, object]:
-    return account("pl", sandbox, mode=mode, push_token=TOKEN)
+    return dp_account("pl", sandbox, mode=mode, push_token=TOKEN)
 
 
 def post(port: int, body: bytes, token: str | None = TOKEN, name: str = "pl") -> requests.Response:
@@ -109,7 +98,7 @@ def pushd(
         config = write_config(
             directory / "drainer.toml",
             redis_server.url,
-            docplanner=[push_account(sandbox), account("es", sandbox)],
+            docplanner=[push_account(sandbox), dp_account("es", sandbox)],
             listen_port=port,
         )
         with Daemon(config) as daemon:

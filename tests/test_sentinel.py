@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from daemon.errors import ConfigError
 from daemon.localredis import LocalRedis, find_redis_server, free_port
 from daemon.redisconn import connect, describe
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from daemon.settings import RedisSentinelSettings, RedisSettings, load_settings
+from daemon.settings import RedisSentinelSettings, RedisSettings
 from daemon.sink import RedisSink
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, assert_redis_config_error, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 
@@ -113,12 +112,7 @@ def test_inconsistent_sentinel_settings_are_one_line_config_errors(
     tmp_path: Path, toml: str, key: str
 ) -> None:
     """A url and a table at once, no master name, a bad host, no hosts: one line naming the key."""
-    path = tmp_path / "drainer.toml"
-    path.write_text("[redis]\n" + toml + "\n")
-    with pytest.raises(ConfigError) as caught:
-        load_settings(path, {})
-    message = str(caught.value)
-    assert "\n" not in message and f"{path}: {key}:" in message, message
+    assert_redis_config_error(tmp_path, toml, key)
 
 
 def test_docplanner_drain_through_sentinel_is_exactly_once(

@@ -11,13 +11,12 @@ import pytest
 import redis
 
 from daemon.envelope import StreamEntry
-from daemon.errors import ConfigError
 from daemon.localredis import find_redis_server, free_port
 from daemon.redisconn import connect
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from daemon.settings import RedisSettings, load_settings
+from daemon.settings import RedisSettings
 from daemon.sink import RedisSink
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, assert_redis_config_error, wait_for, write_config
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -155,12 +154,7 @@ def test_inconsistent_tls_settings_are_one_line_config_errors(
     tmp_path: Path, toml: str, key: str
 ) -> None:
     """TLS options on a plain url, a key without a cert and a cert without a key are refused."""
-    path = tmp_path / "drainer.toml"
-    path.write_text("[redis]\n" + toml + "\n")
-    with pytest.raises(ConfigError) as caught:
-        load_settings(path, {})
-    message = str(caught.value)
-    assert "\n" not in message and f"{path}: {key}:" in message, message
+    assert_redis_config_error(tmp_path, toml, key)
 
 
 def test_docplanner_drain_over_tls(tmp_path: Path, tls_redis: tuple[int, Path]) -> None:

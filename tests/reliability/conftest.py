@@ -18,25 +18,14 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.localredis import LocalRedis
-from daemon.sandbox import DocPlannerSandbox
 from daemon.spool import decode_payload, scan
-from tests.helpers import stream_entries
+from tests.helpers import dp_account, stream_entries
+
+__all__ = ["dp_account"]  # re-exported for the scenario modules
 
 STREAM = "drainer:{docplanner}"
 MYINVOIS_STREAM = "drainer:{myinvois}"
 DEADLETTER = "drainer:{deadletter}"
-
-
-def dp_account(name: str, sandbox: DocPlannerSandbox, **extra: object) -> dict[str, object]:
-    """A DocPlanner account of the sandbox (client ``<name>-id``), polling fast when idle."""
-    return {
-        "name": name,
-        "base_url": sandbox.base_url,
-        "client_id": f"{name}-id",
-        "client_secret": f"{name}-secret-value",
-        "idle_interval": "200ms",
-        **extra,
-    }
 
 
 def key(notification: Any) -> str:
