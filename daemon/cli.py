@@ -47,13 +47,14 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.runtime import Runtime, build_context, capture_signals
+    from daemon.runtime import Runtime, build_context
+    from daemon.signals import capture_signals
     from daemon.systemd import Notifier
 
     settings = _settings(args)
     configure_logging(settings.log.level, settings.log.format, _secrets(settings))
     runtime = Runtime(build_context(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
-    with capture_signals(runtime.stop_requested):
+    with capture_signals(runtime.signals, exit_on_second=True):
         return runtime.run()
 
 

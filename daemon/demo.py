@@ -15,13 +15,9 @@ wait for the daemon to finish. A Ctrl-C typed in a terminal also reaches redis-s
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from types import FrameType
+from contextlib import suppress
 
 import redis
 from rich.console import Console
@@ -39,6 +35,7 @@ from daemon.demo_view import (
 )
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE
 from daemon.settings import StreamSettings
+from daemon.signals import SignalFlag, capture_signals
 
 STREAMS = StreamSettings()  # the demo's daemon uses the default stream keys
 SETTLE_TIMEOUT = 60.0
@@ -53,35 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--keep", action="store_true", help="leave Redis running afterwards, to read the streams")
 
 
-@contextmanager
-def _signals(stop: threading.Event, hurry: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``, a second one ``hurry``; the old handlers come back."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        (hurry if stop.is_set() else stop).set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 class Demo:
     """One run of the demo; :meth:`run` returns the exit code."""
 
     def __init__(self, args: argparse.Namespace, console: Console) -> None:
         self.args, self.console = args, console
         self.stack = Stack()
-        self.stop, self.hurry = threading.Event(), threading.Event()
+        self.signals = SignalFlag()  # 1: stop, 2: stop waiting (hurry)
         self.notes = [f"skipped: {module} is not installed yet" for module in self.stack.missing()]
         self.passed = False
         self.settled = False
 
     def run(self) -> int:
         try:
-            with _signals(self.stop, self.hurry):
+            with capture_signals(self.signals):
                 self.stack.start(self.args.notifications)
                 with DemoView(self.console, self._header()) as view:
                     self._watch(view)
@@ -112,7 +94,7 @@ class Demo:
 
     def _watch(self, view: DemoView) -> None:
         started, seconds = time.monotonic(), self.args.seconds
-        while not self.stop.is_set():
+        while not self.signals.count:
             elapsed = time.monotonic() - started
             if seconds is not None and elapsed >= seconds:
                 return
@@ -121,18 +103,18 @@ class Demo:
                 return
             left = f"stops in {seconds - elapsed:.0f}s, " if seconds is not None else ""
             self._refresh(view, f"running {elapsed:.0f}s ({left}Ctrl-C to stop)")
-            self.stop.wait(SLICE)
+            self.signals.sleep(SLICE)
 
     def _settle(self, view: DemoView) -> None:
         """Stop arrivals, then wait (bounded) until the daemon has published everything."""
         halted_at = time.time()
         self.stack.halt_arrivals()
-        self._revive_redis(self.stop.is_set())
+        self._revive_redis(self.signals.count >= 1)
         deadline = time.monotonic() + SETTLE_TIMEOUT
         lengths: tuple[int, ...] = ()
         still_since = time.monotonic()
         waiting = ["the daemon"]
-        while not self.hurry.is_set() and self.stack.daemon_alive():
+        while self.signals.count < 2 and self.stack.daemon_alive():
             status = f"arrivals stopped; waiting for {', '.join(waiting) or 'quiet streams'}"
             samples = self._refresh(view, f"{status} (Ctrl-C again to skip)")
             waiting = self._waiting_for(samples, halted_at)
@@ -148,7 +130,7 @@ class Demo:
             if time.monotonic() > deadline:
                 self.notes.append(f"stopped waiting after {SETTLE_TIMEOUT:.0f}s for {waiting}")
                 return
-            self.hurry.wait(SLICE)
+            self.signals.sleep(SLICE, at_least=2)
 
     def _revive_redis(self, after_signal: bool) -> None:
         if self.stack.revive_redis(after_signal) and not any("redis" in n for n in self.notes):
@@ -174,7 +156,7 @@ class Demo:
 
     def _summary(self, exit_code: int | None) -> int:
         stack = self.stack
-        self._revive_redis(self.hurry.is_set())  # a second Ctrl-C reached it too
+        self._revive_redis(self.signals.count >= 2)  # a second Ctrl-C reached it too
         books, dead = stream_books(stack.client, STREAMS)
         checks = [check_pull(stack.dp, PL.client_id, "pl", books, dead)]
         if stack.push:

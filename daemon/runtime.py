@@ -10,17 +10,13 @@ HTTP server last. A second signal forces an immediate exit.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
@@ -29,12 +25,13 @@ from prometheus_client import CollectorRegistry
 from daemon import lease, retention
 from daemon.budget import SlidingWindowBudget
 from daemon.docplanner import DocPlannerApi, DocPlannerPuller, PullExpander
-from daemon.errors import EXIT_FATAL, EXIT_OK
+from daemon.errors import EXIT_OK
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.publisher import Publisher
 from daemon.redisconn import RedisClient
 from daemon.server import DrainerHTTPServer, PushEndpoint
 from daemon.settings import DocPlannerAccount, Settings
+from daemon.signals import SignalFlag
 from daemon.sink import RedisSink, connect
 from daemon.spool import SpoolBudget, SpoolLog
 from daemon.systemd import Notifier
@@ -158,6 +155,7 @@ class Runtime:
     def __init__(self, ctx: Context, notifier: Notifier) -> None:
         self.ctx = ctx
         self.notifier = notifier
+        self.signals = SignalFlag()  # counted by the signal handlers (see daemon.signals)
         self.stop_requested = threading.Event()
         self.intake_stop = threading.Event()
         self.publish_stop = threading.Event()
@@ -228,12 +226,13 @@ class Runtime:
             myinvois=[a.name for a in ctx.settings.myinvois],
         )
         last_watchdog = 0.0
-        while not self.stop_requested.is_set():
+        while not self.stop_requested.is_set() and not self.signals.count:
             self._last_loop = time.monotonic()
             if self._last_loop - last_watchdog >= WATCHDOG_EVERY:
                 self.notifier.notify("WATCHDOG=1")
                 last_watchdog = self._last_loop
-            self.stop_requested.wait(MAIN_SLICE)
+            self.signals.sleep(MAIN_SLICE)
+        self.stop_requested.set()
         return self.shutdown()
 
     def shutdown(self) -> int:
@@ -264,22 +263,3 @@ class Runtime:
             unpublished_left_in_spool=left,
         )
         return EXIT_OK
-
-
-@contextlib.contextmanager
-def capture_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set ``stop``; a second one exits at once. Handlers are restored."""
-    previous: dict[signal.Signals, Any] = {}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            os._exit(EXIT_FATAL)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)

@@ -76,3 +76,30 @@ def test_bad_config_at_start_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "spool.max_bytes" in result.stderr
+
+
+def test_capture_signals_counts_and_restores() -> None:
+    """A signal only bumps the counter (no lock taken); the old handler comes back."""
+    import os
+
+    from daemon.signals import SignalFlag, capture_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    flag = SignalFlag()
+    with capture_signals(flag):
+        assert not flag.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag.sleep(2.0)
+        assert flag.count == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_many_sigterms_during_the_main_loop_never_hang(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """Signals landing at any point of the main loop's wait still stop the daemon."""
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    for _ in range(5):
+        with Daemon(config) as daemon:
+            time.sleep(0.13)
+            assert daemon.stop() == 0

@@ -8,19 +8,16 @@ servers are stopped by the main thread, and the previous handlers are restored.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from types import FrameType
 from typing import TextIO
 
 from daemon.sandbox.clock import SandboxClock
 from daemon.sandbox.docplanner import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.faults import all_kinds_rates
 from daemon.sandbox.myinvois import MyInvoisClient, MyInvoisSandbox
+from daemon.signals import SignalFlag, capture_signals
 
 DP_CLIENT = DocPlannerClient("sandbox-dp", "sandbox-dp-secret")
 MI_CLIENT = MyInvoisClient("sandbox-mi", "sandbox-mi-secret")
@@ -50,24 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--push-url", default=None, help="add a push-enabled DocPlanner client pushing here")
     add("--push-token", default=None, help="X-Drainer-Token sent with every push")
     add("--seed", type=int, default=0, help="seed for generated data and random faults")
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop``; the previous handlers come back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -102,7 +81,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         port=args.myinvois_port,
         seed=args.seed,
     )
-    stop = threading.Event()
+    signals = SignalFlag()
     try:
         dp.start()
         mi.start()
@@ -111,7 +90,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"drainer sandbox: cannot listen: {exc}", file=sys.stderr)
         return 1
     try:
-        with _stop_on_signals(stop):
+        with capture_signals(signals):
             for client in dp_clients:
                 dp.enqueue(client.client_id, args.notifications)
             mi.add_notifications(MI_CLIENT.client_id, args.myinvois_notifications)
@@ -126,7 +105,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 threading.Thread(target=dp.push, args=(PUSH_CLIENT_ID,), daemon=True).start()
             out.write(banner(dp, mi, args, clock))
             out.flush()
-            while not stop.wait(0.2):
+            while not signals.sleep(0.2):
                 pass
     finally:
         dp.stop()
