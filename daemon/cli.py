@@ -75,11 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run = commands.add_parser(
+        "run",
+        help="run the daemon in the foreground",
+        description="Run the daemon in the foreground (systemd Type=notify). SIGTERM/SIGINT: "
+        "stop pulling, publish what is spooled, exit 0 within 20 s; a second signal exits "
+        "at once. Logs are JSON lines on stdout (console text on a TTY).",
+    )
     _config_arg(run)
     run.set_defaults(func=cmd_run)
 
-    check = commands.add_parser("check-config", help="validate the config; print it, redacted")
+    check = commands.add_parser(
+        "check-config",
+        help="validate the config; print it, redacted",
+        description="Validate the configuration and print the effective settings (file + "
+        "DRAINER_ environment overrides) as JSON with every secret replaced by ***. "
+        "A problem exits 2 with one line naming the file and the key.",
+    )
     _config_arg(check)
     check.set_defaults(func=cmd_check_config)
 
