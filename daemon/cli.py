@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daemon in the foreground",
         description="Run the daemon in the foreground (systemd Type=notify). SIGTERM/SIGINT: "
         "stop pulling, publish what is spooled, exit 0 within 20 s; a second signal exits "
-        "at once. Logs are JSON lines on stdout (console text on a TTY).",
+        "at once. Logs go to stdout in the [log] format (json by default, or console).",
     )
     _config_arg(run)
     run.set_defaults(func=cmd_run)
