@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 import requests
 
-from bench.common import Row
+from bench.common import Row, daemon_config
 from daemon.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 
@@ -29,28 +29,15 @@ STREAM = "drainer:{docplanner}"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _config(directory: Path, redis_url: str, base_url: str) -> Path:
-    path = directory / "drainer.toml"
-    path.write_text(
-        f"""
-[redis]
-url = "{redis_url}"
-[spool]
-dir = "{directory / "spool"}"
-[server]
-listen = "127.0.0.1:{free_port()}"
-[log]
-level = "warning"
-[[docplanner]]
-name = "bench"
-base_url = "{base_url}"
-client_id = "bench-id"
-client_secret = "bench-secret"
-idle_interval = "100ms"
-requests_per_hour = 1000000
-"""
-    )
-    return path
+def bench_account(base_url: str) -> dict[str, object]:
+    return {
+        "name": "bench",
+        "base_url": base_url,
+        "client_id": "bench-id",
+        "client_secret": "bench-secret",
+        "idle_interval": "100ms",
+        "requests_per_hour": 1_000_000,
+    }
 
 
 def _proc_stats(pid: int) -> tuple[float, float]:
@@ -75,7 +62,7 @@ def drain(latency: float, count: int) -> tuple[float, float, float]:
             DocPlannerSandbox(clients=[client], latency=latency, requests_per_hour=10**9) as dp,
         ):
             dp.enqueue("bench-id", count)
-            config = _config(directory, server.url, dp.base_url)
+            config = daemon_config(directory, server.url, free_port(), bench_account(dp.base_url))
             process = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "run", "--config", str(config)],
                 cwd=ROOT,

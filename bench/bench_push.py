@@ -12,7 +12,6 @@ of the POST itself and the fsync latency of the spool's disk.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
 import statistics
@@ -27,7 +26,7 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import Row, machine, table
+from bench.common import Row, daemon_config, machine, table
 from daemon.envelope import docplanner_event_id
 from daemon.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
@@ -63,34 +62,6 @@ def _fsync_p99(directory: Path, count: int = 300) -> float:
         samples.append(time.perf_counter() - started)
     path.unlink()
     return _percentile(samples, 0.99)
-
-
-def _config(directory: Path, redis_url: str, port: int, base_url: str) -> Path:
-    path = directory / "drainer.toml"
-    path.write_text(
-        "\n".join(
-            [
-                "[redis]",
-                f"url = {json.dumps(redis_url)}",
-                "[spool]",
-                f"dir = {json.dumps(str(directory / 'spool'))}",
-                "[server]",
-                f'listen = "127.0.0.1:{port}"',
-                "[log]",
-                'level = "warning"',
-                'format = "json"',
-                "[[docplanner]]",
-                'name = "pl"',
-                f"base_url = {json.dumps(base_url)}",
-                'client_id = "pl-id"',
-                'client_secret = "pl-secret-value"',
-                'mode = "push"',
-                f"push_token = {json.dumps(TOKEN)}",
-            ]
-        )
-        + "\n"
-    )
-    return path
 
 
 def _wait_healthy(port: int, timeout: float = 30.0) -> None:
@@ -170,7 +141,15 @@ def run() -> list[Row]:
         daemon: subprocess.Popen[bytes] | None = None
         try:
             with DocPlannerSandbox(clients=[client]) as sandbox:
-                config = _config(directory, server.url, port, sandbox.base_url)
+                account = {
+                    "name": "pl",
+                    "base_url": sandbox.base_url,
+                    "client_id": "pl-id",
+                    "client_secret": "pl-secret-value",
+                    "mode": "push",
+                    "push_token": TOKEN,
+                }
+                config = daemon_config(directory, server.url, port, account)
                 with (directory / "daemon.log").open("wb") as log:
                     daemon = subprocess.Popen(
                         [sys.executable, "-m", "daemon", "run", "--config", str(config)],

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import requests
 
-from bench.common import Row
+from bench.bench_docplanner import bench_account
+from bench.common import Row, daemon_config
 from daemon.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 
@@ -31,32 +32,6 @@ TOP_UP = 10_000
 QUEUE_LOW = 20_000
 SAMPLE_EVERY = 0.5
 TIMEOUT = 1800.0
-
-
-def _config(directory: Path, redis_url: str, base_url: str, port: int) -> Path:
-    path = directory / "drainer.toml"
-    path.write_text(
-        f"""
-[redis]
-url = "{redis_url}"
-stream_maxlen = 100000
-dedupe_window = "5m"
-[spool]
-dir = "{directory / "spool"}"
-[server]
-listen = "127.0.0.1:{port}"
-[log]
-level = "warning"
-[[docplanner]]
-name = "bench"
-base_url = "{base_url}"
-client_id = "bench-id"
-client_secret = "bench-secret"
-idle_interval = "100ms"
-requests_per_hour = 100000000
-"""
-    )
-    return path
 
 
 def vm_rss_mib(pid: int) -> float:
@@ -90,7 +65,7 @@ def _feed(sandbox: DocPlannerSandbox, total: int, stop: threading.Event) -> None
             enqueued += count
             # The sandbox remembers everything it handed out (for tests); drop that here.
             with sandbox._lock:
-                sandbox._account("bench-id").handed_out.clear()
+                sandbox.bench_account("bench-id").handed_out.clear()
         else:
             stop.wait(0.05)
 
@@ -109,7 +84,9 @@ def measure(total: int = TOTAL) -> tuple[float, float, float, float, float]:
             stop = threading.Event()
             feeder = threading.Thread(target=_feed, args=(sandbox, total, stop), daemon=True)
             feeder.start()
-            config = _config(directory, server.url, sandbox.base_url, port)
+            account = {**bench_account(sandbox.base_url), "requests_per_hour": 100_000_000}
+            redis_extra = {"stream_maxlen": 100_000, "dedupe_window": "5m"}
+            config = daemon_config(directory, server.url, port, account, redis_extra)
             process = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "run", "--config", str(config)],
                 cwd=ROOT,

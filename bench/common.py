@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -39,3 +41,28 @@ def machine() -> str:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def daemon_config(
+    directory: Path,
+    redis_url: str,
+    port: int,
+    account: dict[str, object],
+    redis: dict[str, object] | None = None,
+) -> Path:
+    """A config with one ``[[docplanner]]`` account, quiet logs and the spool in ``directory``."""
+    lines = ["[redis]", f"url = {json.dumps(redis_url)}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in (redis or {}).items()]
+    lines += [
+        "[spool]",
+        f"dir = {json.dumps(str(directory / 'spool'))}",
+        "[server]",
+        f'listen = "127.0.0.1:{port}"',
+        "[log]",
+        'level = "warning"',
+        "[[docplanner]]",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in account.items()]
+    path = directory / "drainer.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
