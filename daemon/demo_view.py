@@ -204,10 +204,16 @@ class DemoView:
         return max(3, min(12, self.console.height - len(self.header) - 15))
 
     def _render(self, status: str, rows: list[AccountRow], recent: list[RecentEntry]) -> Group:
-        accounts = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+        accounts = Table(
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            collapse_padding=True,
+            pad_edge=False,
+            show_edge=False,
+        )
         accounts.add_column("account", no_wrap=True, min_width=13)
         accounts.add_column("mode", no_wrap=True)
-        for name in ("received", "published", "dup", "dead", "queue", "spool"):
+        for name in ("recv", "published", "dup", "dead", "queue", "spool"):
             accounts.add_column(name, justify="right", no_wrap=True)
         accounts.add_column("watermark UTC", no_wrap=True)
         for row in rows:
