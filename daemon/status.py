@@ -30,12 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def spool_cursor(directory: Path) -> int:
+    """The sequence number of the last spool record published to Redis (0: none yet)."""
+    try:
+        return int((directory / "cursor").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def spool_backlog(directory: Path) -> tuple[int, int, int]:
     """(pending records, pending notifications, bytes) of one account's spool, read-only."""
-    try:
-        published = int((directory / "cursor").read_text().strip() or 0)
-    except (OSError, ValueError):
-        published = 0
+    published = spool_cursor(directory)
     records = events = size = 0
     for segment in sorted(directory.glob("*.wal")) if directory.is_dir() else []:
         data = segment.read_bytes()
@@ -92,13 +97,14 @@ def collect(settings: Settings) -> dict[str, Any]:
     failing = ready.get("not_ready", {}) if isinstance(ready, dict) else {}
     accounts: list[dict[str, Any]] = []
     for dp in settings.docplanner:
-        records, events, size = spool_backlog(settings.spool.dir / f"docplanner-{dp.name}")
+        directory = settings.spool.dir / f"docplanner-{dp.name}"
+        records, events, size = spool_backlog(directory)
         accounts.append(
             {
                 "source": "docplanner",
                 "account": dp.name,
                 "mode": dp.mode,
-                "cursor": None,
+                "cursor": f"spool record {spool_cursor(directory)} published",
                 "spool_pending_records": records,
                 "spool_pending_notifications": events,
                 "spool_bytes": size,

@@ -58,6 +58,9 @@ def test_status_reports_stream_and_last_success_of_a_running_daemon(
     (account,) = report["accounts"]
     assert account["account"] == "pl" and account["last_success"] is not None
     assert account["spool_pending_notifications"] == 0
+    assert account["cursor"].startswith("spool record ") and account["cursor"] != (
+        "spool record 0 published"
+    )
     assert report["daemon"]["ready"] is True
     assert human.returncode == 0 and "pl" in human.stdout and "pl-secret-value" not in human.stdout
 
