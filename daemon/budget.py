@@ -33,11 +33,6 @@ class SlidingWindowBudget:
         self._blocked_until = 0.0
         self._lock = threading.Lock()
 
-    def next_allowed(self, now: float) -> float:
-        """The earliest time a request may be sent (``now`` if it may go now)."""
-        with self._lock:
-            return self._next_allowed_locked(now)
-
     def _next_allowed_locked(self, now: float) -> float:
         while self._granted and self._granted[0] <= now - self.window:
             self._granted.popleft()
@@ -61,10 +56,6 @@ class SlidingWindowBudget:
         """No request before ``moment`` (the upstream told us so)."""
         with self._lock:
             self._blocked_until = max(self._blocked_until, moment)
-
-    @property
-    def blocked_until(self) -> float:
-        return self._blocked_until
 
     def used(self, now: float) -> int:
         with self._lock:

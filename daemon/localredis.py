@@ -52,10 +52,6 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def unix_url(self) -> str:
-        return f"unix://{self.socket}?db=0"
-
     def start(self, timeout: float = 10.0) -> LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         argv = [

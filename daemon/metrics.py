@@ -15,7 +15,6 @@ from prometheus_client.registry import Collector
 
 from daemon import __version__
 
-SOURCES = ("docplanner", "myinvois")
 DEADLETTER_REASONS = (
     "unparseable_body",
     "invalid_json",

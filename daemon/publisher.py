@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 
 from daemon.envelope import StreamEntry
-from daemon.errors import SinkError
+from daemon.errors import InvariantError, SinkError
 from daemon.metrics import Metrics
 from daemon.sink import RedisSink
 from daemon.spool import RawBatch, Record, SpoolLog
@@ -106,7 +106,7 @@ class Publisher:
         expanded = self._expanded.get(record.seq)
         if expanded is None:
             if self.expand is None:
-                raise AssertionError(f"{self.name}: raw spool record without an expander")
+                raise InvariantError(f"{self.name}: raw spool record without an expander")
             expanded = self._expanded[record.seq] = self.expand(record.raw)
         return expanded
 

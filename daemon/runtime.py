@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from daemon import lease, retention
 from daemon.budget import SlidingWindowBudget
 from daemon.docplanner import DocPlannerApi, DocPlannerPuller, PullExpander
-from daemon.errors import EXIT_OK
+from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.publisher import Publisher
 from daemon.redisconn import RedisClient
@@ -156,6 +156,7 @@ class Runtime:
         self.ctx = ctx
         self.notifier = notifier
         self.signals = SignalFlag()  # counted by the signal handlers (see daemon.signals)
+        self.fatal: InvariantError | None = None  # set by a worker thread; read by run()
         self.stop_requested = threading.Event()
         self.intake_stop = threading.Event()
         self.publish_stop = threading.Event()
@@ -200,11 +201,15 @@ class Runtime:
         thread = threading.Thread(
             target=drive,
             args=(worker, stop, wake, self.ctx.clock),
+            kwargs={"on_fatal": self._on_fatal},
             name=worker.name,
             daemon=True,
         )
         thread.start()
         (self._publisher_threads if stop is self.publish_stop else self._threads).append(thread)
+
+    def _on_fatal(self, exc: InvariantError) -> None:
+        self.fatal = exc  # a plain assignment: the main loop notices within MAIN_SLICE
 
     def run(self) -> int:
         ctx = self.ctx
@@ -226,7 +231,7 @@ class Runtime:
             myinvois=[a.name for a in ctx.settings.myinvois],
         )
         last_watchdog = 0.0
-        while not self.stop_requested.is_set() and not self.signals.count:
+        while not self.stop_requested.is_set() and not self.signals.count and not self.fatal:
             self._last_loop = time.monotonic()
             if self._last_loop - last_watchdog >= WATCHDOG_EVERY:
                 self.notifier.notify("WATCHDOG=1")
@@ -250,7 +255,11 @@ class Runtime:
         left = 0
         deadline = started + STOP_BUDGET - 2.0
         for publisher in self.ctx.publishers.values():
-            if not publisher.drain(deadline):
+            try:
+                drained = publisher.drain(deadline)
+            except InvariantError:
+                drained = False
+            if not drained:
                 left += publisher.spool.pending_events
         self.ctx.metrics.up.set(0)
         self.server.stop()
@@ -262,4 +271,7 @@ class Runtime:
             seconds=round(time.monotonic() - started, 3),
             unpublished_left_in_spool=left,
         )
+        if self.fatal is not None:
+            log.error("runtime.fatal", error=str(self.fatal))
+            return EXIT_FATAL
         return EXIT_OK

@@ -9,7 +9,6 @@ Works on Redis 6.2+ (``XADD ... MAXLEN ~``, ``SET ... NX PX``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -167,7 +166,3 @@ def _runs(entries: Sequence[StreamEntry]) -> Iterable[tuple[str, list[StreamEntr
         run.append(entry)
     if run:
         yield run[0].stream, run
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)

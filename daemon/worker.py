@@ -16,6 +16,8 @@ from typing import Protocol
 
 import structlog
 
+from daemon.errors import InvariantError
+
 log = structlog.get_logger("daemon.worker")
 
 FAILURE_DEADLINE = 300.0  # an account failing this long makes /readyz answer 503
@@ -84,24 +86,30 @@ def drive(
     wake: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     slice_seconds: float = 0.5,
-    heartbeat: Callable[[], None] | None = None,
+    on_fatal: Callable[[InvariantError], None] | None = None,
 ) -> None:
     """Run ``worker.tick`` until ``stop`` is set; waits in short slices (or until woken).
 
     An unexpected exception in one tick is logged with its traceback and the worker
-    carries on after a pause: a bad iteration never kills the account's thread.
+    carries on after a pause: a bad iteration never kills the account's thread. A broken
+    invariant (:class:`InvariantError`) ends the worker and is handed to ``on_fatal``, so
+    the process can exit non-zero and systemd restarts it.
     """
     pause = Backoff(base=1.0, cap=30.0)
     while not stop.is_set():
         try:
             delay = worker.tick(clock())
             pause.reset()
+        except InvariantError as exc:
+            log.exception("worker.invariant_broken", worker=worker.name)
+            worker.health.failed(f"broken invariant: {exc}", clock())
+            if on_fatal is not None:
+                on_fatal(exc)
+            return
         except Exception as exc:  # the thread must survive a bad iteration
             log.exception("worker.tick_crashed", worker=worker.name)
             worker.health.failed(f"internal error: {type(exc).__name__}", clock())
             delay = pause.next()
-        if heartbeat is not None:
-            heartbeat()
         deadline = clock() + max(0.0, delay)
         while not stop.is_set():
             remaining = deadline - clock()

@@ -103,3 +103,35 @@ def test_many_sigterms_during_the_main_loop_never_hang(
         with Daemon(config) as daemon:
             time.sleep(0.13)
             assert daemon.stop() == 0
+
+
+def test_a_broken_invariant_stops_the_daemon_with_exit_1(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """A worker raising InvariantError ends the run with exit code 1 (systemd restarts it)."""
+    import threading
+
+    from daemon.errors import InvariantError
+    from daemon.runtime import Runtime, build_context
+    from daemon.settings import load_settings
+    from daemon.systemd import Notifier
+    from daemon.worker import Health
+
+    class Broken:
+        name = "test:broken"
+        health = Health("docplanner", "x", "test")
+
+        def tick(self, now: float) -> float:
+            raise InvariantError("spool sequence went backwards")
+
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    ctx = build_context(load_settings(config, {}))
+    ctx.intake.append(Broken())
+    runtime = Runtime(ctx, Notifier(None))
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(runtime.run()))
+    thread.start()
+    thread.join(timeout=25)
+    assert not thread.is_alive()
+    assert result == [1]
+    assert str(runtime.fatal) == "spool sequence went backwards"
