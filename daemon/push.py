@@ -46,7 +46,6 @@ from daemon.errors import AuthError, RateLimitedError, SpoolError, SpoolFullErro
 from daemon.metrics import Metrics
 from daemon.settings import DocPlannerAccount
 from daemon.spool import SpoolLog
-from daemon.upstream import UpstreamClient
 from daemon.worker import Backoff, Health
 
 if TYPE_CHECKING:
@@ -253,15 +252,8 @@ def install(ctx: Context) -> None:
             on_spooled=publisher.wake.set,
             wall_clock=ctx.wall_clock,
         )
-        # Release gets a client without the GET budget (a release 429 must not pause
-        # pulls) but shares the account's token.
-        http = UpstreamClient(
-            "docplanner", account.name, ctx.metrics, None, ctx.clock, ctx.wall_clock
-        )
-        ctx.clients.append(http)
-        api = DocPlannerApi(account, http)
-        shared = ctx.docplanner_apis.get(account.name)
-        if shared is not None:
-            api.tokens = shared.tokens
+        # The account's client: its GET budget governs only the pulls (see UpstreamClient),
+        # so a release 429 waits for release alone.
+        api = ctx.docplanner_apis[account.name]
         ctx.intake.append(ReleaseScheduler(account, api, ctx.metrics, ctx.wall_clock))
         log.info("docplanner.push_enabled", account=account.name, mode=account.mode)

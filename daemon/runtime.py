@@ -118,7 +118,9 @@ def _add_docplanner(ctx: Context, account: DocPlannerAccount) -> None:
     if spool.pending_events:
         log.info("spool.replay", account=account.name, pending_events=spool.pending_events)
     budget = SlidingWindowBudget(account.requests_per_hour, 3600.0)
-    http = UpstreamClient("docplanner", account.name, ctx.metrics, budget, ctx.clock)
+    http = UpstreamClient(
+        "docplanner", account.name, ctx.metrics, budget, ctx.clock, budgeted={"notifications"}
+    )
     ctx.clients.append(http)
     api = DocPlannerApi(account, http)
     ctx.docplanner_apis[account.name] = api

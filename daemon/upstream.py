@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -63,7 +63,13 @@ class TokenCache:
 
 
 class UpstreamClient:
-    """One account's HTTP session with metrics and a rate budget."""
+    """One account's HTTP session with metrics and a rate budget.
+
+    ``budgeted`` names the endpoints the budget governs (None: all of them). Rate-limit
+    answers of other endpoints still raise RateLimitedError for their caller, but do not
+    block the budget: DocPlanner's release POST has its own limit, and its hourly 429 must
+    not pause the GET pulls.
+    """
 
     def __init__(
         self,
@@ -74,16 +80,17 @@ class UpstreamClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        budgeted: Collection[str] | None = None,
     ) -> None:
         self.source = source
         self.account = account
         self.metrics = metrics
         self.budget = budget
+        self.budgeted = None if budgeted is None else frozenset(budgeted)
         self.clock = clock
         self.wall_clock = wall_clock
         self.timeout = timeout
         self.session = requests.Session()
-        self.last_rate_headers: dict[str, str] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -126,12 +133,14 @@ class UpstreamClient:
             )
         code = response.status_code
         self.metrics.upstream_requests.labels(**labels, endpoint=endpoint, code=str(code)).inc()
-        self._note_rate_headers(response)
+        budget = self._budget_for(endpoint)
+        if budget is not None:
+            self._note_rate_headers(response, budget)
         if code == 429:
             self.metrics.rate_limited.labels(**labels).inc()
             retry_at = self.clock() + self._rate_limit_wait(response)
-            if self.budget is not None:
-                self.budget.block_until(retry_at)
+            if budget is not None:
+                budget.block_until(retry_at)
             raise RateLimitedError(f"{endpoint}: 429 rate limited", retry_at)
         if code >= 500:
             raise TransientError(f"{endpoint}: server error {code}")
@@ -176,21 +185,20 @@ class UpstreamClient:
             return None
         return max(0.0, moment.timestamp() - upstream_now)
 
-    def _note_rate_headers(self, response: requests.Response) -> None:
+    def _budget_for(self, endpoint: str) -> SlidingWindowBudget | None:
+        if self.budgeted is not None and endpoint not in self.budgeted:
+            return None
+        return self.budget
+
+    def _note_rate_headers(self, response: requests.Response, budget: SlidingWindowBudget) -> None:
+        """Nothing remaining upstream: block the budget until the upstream's reset."""
         remaining = response.headers.get("X-RateLimit-Remaining") or response.headers.get(
             "X-Rate-Limit-Remaining"
         )
-        if remaining is None:
-            return
-        self.last_rate_headers = {
-            k: v
-            for k, v in response.headers.items()
-            if "rate" in k.lower() and "limit" in k.lower()
-        }
-        if remaining.strip() == "0" and self.budget is not None:
+        if remaining is not None and remaining.strip() == "0":
             reset = self._reset_in(response)
             if reset is not None:
-                self.budget.block_until(self.clock() + min(MAX_RATE_LIMIT_WAIT, reset))
+                budget.block_until(self.clock() + min(MAX_RATE_LIMIT_WAIT, reset))
 
 
 def _date_header(response: requests.Response) -> float | None:
