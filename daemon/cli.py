@@ -35,24 +35,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_path(args.config, os.environ), os.environ)
 
 
-def _secrets(settings: Settings) -> list[str]:
-    secrets = []
-    for account in [*settings.docplanner, *settings.myinvois]:
-        if account.client_secret is not None:
-            secrets.append(account.client_secret.get_secret_value())
-    for dp in settings.docplanner:
-        if dp.push_token is not None:
-            secrets.append(dp.push_token.get_secret_value())
-    return secrets
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from daemon.runtime import Runtime, build_context
     from daemon.signals import capture_signals
     from daemon.systemd import Notifier
 
     settings = _settings(args)
-    configure_logging(settings.log.level, settings.log.format, _secrets(settings))
+    configure_logging(settings.log.level, settings.log.format, settings.secret_values())
     runtime = Runtime(build_context(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
     with capture_signals(runtime.signals, exit_on_second=True):
         return runtime.run()

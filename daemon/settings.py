@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -365,6 +366,15 @@ class Settings(BaseSettings):
 
     def myinvois_account(self, name: str) -> MyInvoisAccount | None:
         return next((a for a in self.myinvois if a.name == name), None)
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the configuration, for the log scrubber."""
+        values = [a.secret() for a in [*self.docplanner, *self.myinvois] if a.client_secret]
+        values += [d.push_token.get_secret_value() for d in self.docplanner if d.push_token]
+        password = urlsplit(self.redis.url).password
+        if password:
+            values.append(password)
+        return values
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, every secret replaced by ``***``."""

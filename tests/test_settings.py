@@ -142,3 +142,11 @@ def test_batch_size_is_clamped(tmp_path: Path) -> None:
     """batch_size outside 1..100 is clamped, as the API only takes 1..100."""
     settings = load_settings(write(tmp_path, MINIMAL + "batch_size = 500\n"), {})
     assert settings.docplanner[0].batch_size == 100
+
+
+def test_secret_values_cover_every_secret(tmp_path: Path) -> None:
+    """The log scrubber's list holds client secrets, push tokens and the Redis password."""
+    text = "[redis]\nurl = 'redis://u:hunter22@h:6379/0'\n" + MINIMAL
+    text += 'mode = "both"\npush_token = "tok-secret-1"\n'
+    values = load_settings(write(tmp_path, text), {}).secret_values()
+    assert sorted(values) == ["hunter22", "s3cr3t-value", "tok-secret-1"]
