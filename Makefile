@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy daemon
+	$(BIN)/lint-imports
 
 test: $(STAMP)
 	$(BIN)/pytest $(ARGS)

@@ -22,7 +22,7 @@ import redis
 import requests
 
 from bench.common import Row, daemon_config
-from daemon.localredis import LocalRedis, free_port
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 
 STREAM = "drainer:{docplanner}"

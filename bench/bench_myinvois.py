@@ -16,14 +16,14 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from bench.common import Row
-from daemon.backfill import walk
-from daemon.localredis import LocalRedis
+from daemon.commands.backfill import pipeline, walk
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.metrics import Metrics
-from daemon.myinvois import MyInvoisPoller, build_api
-from daemon.myinvois_window import RangeCursor
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.settings import MyInvoisAccount
 from daemon.sink import RedisSink, connect
+from daemon.sources.myinvois.poll import build_api
+from daemon.sources.myinvois.window import RangeCursor
 
 RATE = 120  # requests per minute, ours and the sandbox's
 DURATION = 30.0
@@ -34,7 +34,7 @@ def run() -> list[Row]:
     client = MyInvoisClient(client_id="bench-id", client_secret="bench-secret")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalRedis(Path(tmp)) as server,
+        LocalRedis(Path(tmp) / "redis") as server,
         MyInvoisSandbox(clients=[client], requests_per_minute=RATE) as sandbox,
         capture_logs(),
     ):
@@ -53,12 +53,19 @@ def run() -> list[Row]:
         api = build_api(account, metrics)
         cursor = RangeCursor(since, until)
         sink = RedisSink(redis_client, 86400.0, 0)
-        poller = MyInvoisPoller(
-            account, api, sink, metrics, "bench:{myinvois}", "bench:{dl}", cursor, role="backfill"
+        poller, publisher = pipeline(
+            account,
+            api,
+            sink,
+            metrics,
+            "bench:{myinvois}",
+            "bench:{dl}",
+            cursor,
+            Path(tmp) / "spool",
         )
         try:
             started = time.monotonic()
-            walk(poller, cursor, deadline=started + DURATION)
+            walk(poller, publisher, cursor, deadline=started + DURATION)
             elapsed = time.monotonic() - started
         finally:
             api.http.close()
@@ -80,7 +87,7 @@ def run() -> list[Row]:
         ),
         Row(
             benchmark="myinvois backfill items per page",
-            measured=f"{read} notifications read, {poller.published} published",
+            measured=f"{read} notifications read, {publisher.published} published",
             reference=f"{sent} pages x 100 = {sent * 100}",
             ratio=read / max(1, sent * 100),
             goal="~1 (only the last page of a window is short)",

@@ -27,8 +27,8 @@ import redis
 import requests
 
 from bench.common import Row, daemon_config, machine, table
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.envelope import docplanner_event_id
-from daemon.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.events import NotificationFactory
 from daemon.sandbox.server import json_body

@@ -22,7 +22,7 @@ import requests
 
 from bench.bench_docplanner import bench_account
 from bench.common import Row, daemon_config
-from daemon.localredis import LocalRedis, free_port
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,13 +36,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.runtime import Runtime, build_context
-    from daemon.signals import capture_signals
-    from daemon.systemd import Notifier
+    from daemon.runtime.run import Runtime
+    from daemon.runtime.signals import capture_signals
+    from daemon.runtime.systemd import Notifier
+    from daemon.runtime.wiring import build
 
     settings = _settings(args)
     configure_logging(settings.log.level, settings.log.format, settings.secret_values())
-    runtime = Runtime(build_context(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
+    runtime = Runtime(build(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
     with capture_signals(runtime.signals, exit_on_second=True):
         return runtime.run()
 
@@ -84,24 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check)
     check.set_defaults(func=cmd_check_config)
 
-    for name, module, help_text in _OPTIONAL_COMMANDS:
-        try:
-            imported = __import__(f"daemon.{module}", fromlist=["add_arguments", "run"])
-        except ImportError:
-            continue
+    # Commands whose implementation lives in its own module (``add_arguments`` + ``run``).
+    # Plain imports: a missing module or dependency is an error here, never a lost command.
+    from daemon.commands import backfill, status
+    from daemon.commands.demo import run as demo
+    from daemon.sandbox import cli as sandbox
+
+    for name, module, help_text in (
+        ("status", status, "per account: cursor, spool backlog, stream length, last success"),
+        ("backfill", backfill, "MyInvois one-off window with a progress bar"),
+        ("demo", demo, "local sandboxes + Redis + the daemon, with a live view; no setup"),
+        ("sandbox", sandbox, "run the DocPlanner and MyInvois sandboxes alone"),
+    ):
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        imported.add_arguments(sub)
-        sub.set_defaults(func=imported.run)
+        module.add_arguments(sub)
+        sub.set_defaults(func=module.run)
     return parser
-
-
-# Commands whose implementation lives in its own module (``add_arguments`` + ``run``).
-_OPTIONAL_COMMANDS = (
-    ("status", "status", "per account: cursor, spool backlog, stream length, last success"),
-    ("backfill", "backfill", "MyInvois one-off window with a progress bar"),
-    ("demo", "demo", "local sandboxes + Redis + the daemon, with a live view; no setup"),
-    ("sandbox", "sandbox.cli", "run the DocPlanner and MyInvois sandboxes alone"),
-)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """Spool -> sink: publishes one account's spooled records to Redis, in order.
 
-Runs in its own thread beside the account's puller, so publishing batch N overlaps the
-pull of batch N+1 while the per-account order stays the spool's order. A record is
-marked published only after Redis accepted all of it; Redis trouble leaves it pending
-and the publisher retries with backoff (the puller keeps spooling meanwhile).
+The one path to Redis for every source: DocPlanner pulls and pushes, and MyInvois windows.
+Runs in its own thread beside the account's intake worker, so publishing batch N overlaps
+the pull of batch N+1 while the per-account order stays the spool's order. A record is
+marked published only after Redis accepted all of it (and, for a MyInvois window, after
+the account's watermark was advanced to the one the record carries); Redis trouble leaves
+it pending and the publisher retries with backoff (intake keeps spooling meanwhile).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -42,6 +45,8 @@ class Publisher:
         deadletter_stream: str,
         wall_clock: Callable[[], float] = time.time,
         expand: Expand | None = None,
+        watermark_stream: str | None = None,
+        count_deadletters: bool = False,
     ) -> None:
         self.name = f"{source}:{account}:publisher"
         self.source = source
@@ -52,6 +57,12 @@ class Publisher:
         self.deadletter_stream = deadletter_stream
         self.wall_clock = wall_clock
         self.expand = expand
+        self.watermark_stream = watermark_stream  # MyInvois: where the watermark lives
+        # MyInvois dead letters are counted when they reach Redis (the overlap re-reads a
+        # bad item, and only its first copy is new); DocPlanner's when they are expanded.
+        self.count_deadletters = count_deadletters
+        self.published = 0  # totals, for ``drainer backfill`` and tests
+        self.duplicates = 0
         self._expanded: dict[int, list[StreamEntry]] = {}
         self.health = Health(source, account, "publisher")
         self.wake = threading.Event()
@@ -66,9 +77,12 @@ class Publisher:
             self.update_gauges()
             return IDLE_WAIT
         entries = [entry for record in records for entry in self._entries(record)]
+        watermark = next((r.watermark for r in reversed(records) if r.watermark is not None), None)
         started = time.perf_counter()
         try:
             result = self.sink.publish(entries)
+            if watermark is not None:
+                self._advance_watermark(watermark)
         except SinkError as exc:
             self.health.failed(str(exc), now)
             self.update_gauges()
@@ -87,6 +101,11 @@ class Publisher:
         )
         self.metrics.events_published.labels(**self._labels).inc(published)
         self.metrics.events_duplicate.labels(**self._labels).inc(len(events) - published)
+        self.published += published
+        dead = result.published_by_stream.get(self.deadletter_stream, 0)
+        if self.count_deadletters and dead:
+            self.metrics.deadletter.labels(**self._labels, reason="invalid_notification").inc(dead)
+        self.duplicates += len(events) - published
         self._backoff.reset()
         self.health.succeeded(self.wall_clock())
         self.update_gauges()
@@ -98,6 +117,19 @@ class Publisher:
             deadletters=len(entries) - len(events),
         )
         return 0.0 if self.spool.pending_records else IDLE_WAIT
+
+    def _advance_watermark(self, watermark: float) -> None:
+        if self.watermark_stream is None:
+            raise InvariantError(f"{self.name}: a watermark record without a watermark stream")
+        moment = datetime.fromtimestamp(watermark, tz=UTC)
+        self.sink.advance_watermark(self.watermark_stream, self.account, moment)
+        self.metrics.myinvois_watermark.labels(**self._labels).set(watermark)
+
+    def read_watermark(self) -> datetime | None:
+        """The account's stored watermark (MyInvois); SinkError when Redis is not answering."""
+        if self.watermark_stream is None:
+            return None
+        return self.sink.get_watermark(self.watermark_stream, self.account)
 
     def _entries(self, record: Record) -> list[StreamEntry] | tuple[StreamEntry, ...]:
         """A record's entries; a raw body is expanded once (kept until it is published)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 
 
 @pytest.fixture(scope="session")

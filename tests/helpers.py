@@ -15,7 +15,7 @@ from typing import Any
 import redis
 import requests
 
-from daemon.localredis import free_port
+from daemon.commands.demo.localredis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

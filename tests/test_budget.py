@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.budget import SlidingWindowBudget
+from daemon.sources.budget import SlidingWindowBudget
 
 
 def simulate(budget: SlidingWindowBudget, horizon: float, step: float) -> list[float]:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
+from daemon.commands.demo.localredis import find_redis_server, free_port
 from daemon.envelope import StreamEntry
-from daemon.lease import Lease, lease_key
-from daemon.localredis import find_redis_server, free_port
-from daemon.redisconn import connect
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, related_key
+from daemon.sink.connect import connect
+from daemon.sink.lease import Lease, lease_key
 from tests.helpers import Daemon, assert_redis_config_error, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from daemon.demo_check import compare, verdict
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.check import compare, verdict
+from daemon.commands.demo.localredis import LocalRedis
 from tests.helpers import ROOT
 
 ACCOUNT_LINE = re.compile(
@@ -63,8 +63,8 @@ def test_demo_publishes_every_notification_once_and_leaves_nothing_running() -> 
     assert "RESULT: every generated notification was published exactly once" in out
     lines = {m["label"]: m for m in ACCOUNT_LINE.finditer(out)}
     expected = {"docplanner/pl"}
-    expected |= {"docplanner/es"} if find_spec("daemon.push") else set()
-    expected |= {"myinvois/acme"} if find_spec("daemon.myinvois") else set()
+    expected |= {"docplanner/es"} if find_spec("daemon.sources.docplanner.push") else set()
+    expected |= {"myinvois/acme"} if find_spec("daemon.sources.myinvois.poll") else set()
     assert set(lines) == expected, out[-3000:]
     for line in lines.values():
         assert line["dup"] == "0" and line["missing"] == "0"

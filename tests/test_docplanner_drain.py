@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope import docplanner_event_id
-from daemon.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 

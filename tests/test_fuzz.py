@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from daemon.docplanner import PullExpander, build_entries
 from daemon.envelope import (
     Invalid,
     PullBatch,
@@ -35,7 +34,8 @@ from daemon.envelope import (
     parse_pull_body,
 )
 from daemon.metrics import Metrics
-from daemon.push import PushReceiver
+from daemon.sources.docplanner.expand import PullExpander, build_entries
+from daemon.sources.docplanner.push import PushReceiver
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
 
 ACCOUNT = "pl"

@@ -13,9 +13,9 @@ import pytest
 import redis
 import requests
 
-from daemon.lease import Lease, LeasedWorker, lease_key
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.sink.lease import Lease, LeasedWorker, lease_key
 from daemon.worker import Health
 from tests.helpers import Daemon, stream_entries, wait_for, write_config
 
@@ -157,9 +157,9 @@ def test_runtime_wraps_intake_in_leases_and_adds_retention(
     """leases = true wraps the puller and exports drainer_lease_held; minid adds retention."""
     from prometheus_client import CollectorRegistry
 
-    from daemon.retention import RetentionWorker
-    from daemon.runtime import build_context
+    from daemon.runtime.wiring import build
     from daemon.settings import load_settings
+    from daemon.sink.retention import RetentionWorker
 
     account = {
         "name": "pl",
@@ -171,7 +171,7 @@ def test_runtime_wraps_intake_in_leases_and_adds_retention(
     extra = 'leases = true\nretention = "minid"\nretention_age = "1d"'
     config.write_text(config.read_text().replace("[spool]", extra + "\n[spool]", 1))
     registry = CollectorRegistry()
-    ctx = build_context(load_settings(config, {}), registry)
+    ctx = build(load_settings(config, {}), registry)
     try:
         kinds = sorted(type(worker).__name__ for worker in ctx.intake)
         assert kinds == ["LeasedWorker", "RetentionWorker"]

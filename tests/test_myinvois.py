@@ -17,16 +17,18 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope import myinvois_order_key
 from daemon.errors import ForbiddenError
-from daemon.localredis import LocalRedis
 from daemon.metrics import Metrics
-from daemon.myinvois import MyInvoisPoller, build_api
-from daemon.myinvois_api import iso_z, parse_page
-from daemon.myinvois_window import RangeCursor, WatermarkCursor, Window, build_batch
+from daemon.publisher import Publisher
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.settings import MyInvoisAccount
 from daemon.sink import RedisSink, connect
+from daemon.sources.myinvois.api import iso_z, parse_page
+from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
+from daemon.sources.myinvois.window import RangeCursor, WatermarkCursor, Window, build_batch
+from daemon.spool import SpoolBudget, SpoolLog
 from daemon.worker import Backoff
 from tests.helpers import ROOT, Daemon, stream_entries, wait_for, write_config
 
@@ -70,35 +72,55 @@ def account(
     return MyInvoisAccount(**values)
 
 
+# Each poller's publisher, wired as the daemon wires them (poller -> spool -> publisher).
+PUBLISHERS: dict[MyInvoisPoller, Publisher] = {}
+
+
 @pytest.fixture
-def make_poller(redis_server: LocalRedis) -> Iterator[MakePoller]:
-    """Builds pollers on their own Redis client and HTTP session; closes them afterwards."""
+def make_poller(redis_server: LocalRedis, tmp_path: Path) -> Iterator[MakePoller]:
+    """Builds pollers (with a spool and a publisher) on their own Redis client and session."""
     made: list[MyInvoisPoller] = []
 
     def make(acct: MyInvoisAccount, redis_url: str | None = None) -> MyInvoisPoller:
         metrics = Metrics(CollectorRegistry(), [("myinvois", acct.name)])
         client = connect(redis_url or redis_server.url, timeout=1.0)
         sink = RedisSink(client, 86400.0, 0)
+        spool = SpoolLog(tmp_path / f"spool-{len(made)}", SpoolBudget(1 << 30))
+        publisher = Publisher(
+            "myinvois", acct.name, spool, sink, metrics, DEADLETTER,
+            watermark_stream=STREAM, count_deadletters=True,
+        )  # fmt: skip
+        publisher._backoff = Backoff(base=0.05, cap=0.5)
         api = build_api(acct, metrics)
-        cursor = WatermarkCursor(acct, sink, STREAM, metrics, safety_lag=1.0)
+        cursor = WatermarkCursor(acct, publisher.read_watermark, metrics, safety_lag=1.0)
         backoff = Backoff(base=0.05, cap=0.5)
         poller = MyInvoisPoller(
-            acct, api, sink, metrics, STREAM, DEADLETTER, cursor, backoff=backoff
+            acct, api, spool, metrics, STREAM, DEADLETTER, cursor, backoff=backoff
         )
         made.append(poller)
+        PUBLISHERS[poller] = publisher
         return poller
 
     yield make
     for poller in made:
         poller.api.http.close()
-        poller.sink.client.close()
+        PUBLISHERS.pop(poller).sink.client.close()
+
+
+def publisher_of(poller: MyInvoisPoller) -> Publisher:
+    return PUBLISHERS[poller]
 
 
 def run_until(poller: MyInvoisPoller, done: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Tick the poller and then its publisher, as their two threads do, until ``done()``."""
+    publisher = PUBLISHERS[poller]
     deadline = time.monotonic() + timeout
     while not done():
-        assert time.monotonic() < deadline, f"timed out; last error {poller.health.last_error}"
+        errors = (poller.health.last_error, publisher.health.last_error)
+        assert time.monotonic() < deadline, f"timed out; last errors {errors}"
         wait = poller.tick(time.monotonic())
+        if publisher.spool.pending_records:
+            wait = min(wait, publisher.tick(time.monotonic()))
         if wait > 0:
             time.sleep(min(wait, 0.05))
 
@@ -115,7 +137,12 @@ def catch_up(poller: MyInvoisPoller, timeout: float = 20.0) -> None:
     start = poller.windows_completed
     run_until(
         poller,
-        lambda: poller.windows_completed > start and poller.caught_up and poller.window is None,
+        lambda: (
+            poller.windows_completed > start
+            and poller.caught_up
+            and poller.window is None
+            and not poller.spool.pending_records
+        ),
         timeout,
     )
 
@@ -235,7 +262,7 @@ def test_new_and_late_arrivals_while_running_are_published_once(
     assert len(new) == 200 and len(late) == 20
     assert max(ids.values()) == 1
     assert set(ids) == {f"myinvois:acme:{n['notificationId']}" for n in base + new + late}
-    assert poller.duplicates > 0, "the overlap was re-read and de-duplicated"
+    assert publisher_of(poller).duplicates > 0, "the overlap was re-read and de-duplicated"
 
 
 def test_restart_resumes_from_the_watermark_and_republishes_nothing(
@@ -257,7 +284,7 @@ def test_restart_resumes_from_the_watermark_and_republishes_nothing(
     assert window is not None and window.date_from.timestamp() == int(stored - 600)
     catch_up(second)
     assert redis_client.xlen(STREAM) == length
-    assert second.published == 0 and second.windows_completed == 1
+    assert publisher_of(second).published == 0 and second.windows_completed == 1
     assert second.requests <= 2, "only the overlap was read again"
 
 
@@ -329,13 +356,20 @@ def test_429_is_honoured_before_any_further_request(
     sandbox.add_notifications("acme-id", 20, start=now - timedelta(hours=1), end=now)
     poller = make_poller(account(sandbox, start_at=now - timedelta(hours=2)))
     sandbox.faults.script(["429"])
-    wait = poller.tick(time.monotonic())
+    # Tick until the 429 has come back (the first tick may log in or wait for the budget).
+    deadline = time.monotonic() + 20
+    while sandbox.count_status(429) == 0:
+        assert time.monotonic() < deadline, "the scripted 429 was never served"
+        started = time.monotonic()
+        wait = poller.tick(started)
     assert sandbox.count_status(429) == 1
     assert wait >= 0.9, "Retry-After: 1 (and the rate headers) are honoured"
+    retry_at = started + wait
     served = len(sandbox.requests)
-    for _ in range(5):
-        assert poller.tick(time.monotonic()) > 0
-    assert len(sandbox.requests) == served
+    while (now := time.monotonic()) < retry_at - 0.05:
+        assert poller.tick(now) > 0, "no request before Retry-After is over"
+        assert len(sandbox.requests) == served
+        time.sleep(0.05)
     assert sample(poller, "drainer_rate_limited_total") == 1
     assert poller.health.last_error is not None and "429" in poller.health.last_error
 
@@ -343,7 +377,7 @@ def test_429_is_honoured_before_any_further_request(
 def test_redis_down_pauses_polling_and_keeps_the_watermark(
     sandbox: MyInvoisSandbox, make_poller: MakePoller, own_redis: LocalRedis
 ) -> None:
-    """Redis down mid-window: no more requests, no watermark; back up: published once."""
+    """Redis down mid-window: the window waits in the spool, no more requests, no watermark."""
     now = now_utc()
     sandbox.add_notifications("acme-id", 60, start=now - timedelta(hours=1), end=now)
     poller = make_poller(
@@ -351,14 +385,14 @@ def test_redis_down_pauses_polling_and_keeps_the_watermark(
     )
     run_until(poller, lambda: poller.window is not None and poller.window.pages >= 2)
     own_redis.stop()
-    run_until(poller, lambda: poller.health.failing_since is not None)
-    assert poller.window is not None and poller.window.complete
+    publisher = publisher_of(poller)
+    run_until(poller, lambda: publisher.health.failing_since is not None)
+    assert poller.window is None and poller.spool.pending_records == 1, "the window is spooled"
     requests = poller.requests
     pause_until(poller, 0.5)
     assert poller.requests == requests, "no upstream request while the window is unpublished"
-    assert isinstance(poller.cursor, WatermarkCursor) and poller.cursor.watermark is None
     own_redis.start()
-    run_until(poller, lambda: poller.window is None)
+    run_until(poller, lambda: not poller.spool.pending_records)
     client = redis.Redis.from_url(own_redis.url, decode_responses=True)
     try:
         ids = Counter(e["event_id"] for e in stream_entries(client, STREAM))
@@ -366,7 +400,7 @@ def test_redis_down_pauses_polling_and_keeps_the_watermark(
         assert client.get(WATERMARK) is not None
     finally:
         client.close()
-    assert poller.health.failing_since is None
+    assert publisher.health.failing_since is None
 
 
 def test_token_cached_refreshed_once_on_401_and_onbehalfof_sent(
@@ -386,7 +420,7 @@ def test_token_cached_refreshed_once_on_401_and_onbehalfof_sent(
     sandbox.expire_tokens()
     catch_up(poller)
     assert token_requests(sandbox) == 2
-    assert poller.health.last_error is None and poller.published == 50
+    assert poller.health.last_error is None and publisher_of(poller).published == 50
     wrong = make_poller(account(sandbox, name="wrong", client_id="agent-id",
                                 on_behalf_of="C0000000000", start_at=start))  # fmt: skip
     run_until(wrong, lambda: wrong.health.failing_since is not None)

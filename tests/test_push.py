@@ -18,18 +18,19 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.docplanner import DocPlannerApi
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.envelope import docplanner_event_id
 from daemon.errors import SpoolError
-from daemon.localredis import LocalRedis, free_port
 from daemon.metrics import Metrics
-from daemon.push import PushReceiver, ReleaseScheduler
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
 from daemon.sandbox.events import NotificationFactory
-from daemon.server import MAX_PUSH_BYTES
+from daemon.server.http import MAX_PUSH_BYTES
 from daemon.settings import DocPlannerAccount
+from daemon.sources.docplanner.api import DocPlannerApi
+from daemon.sources.docplanner.push import PushReceiver
+from daemon.sources.docplanner.release import ReleaseScheduler
+from daemon.sources.http import UpstreamClient
 from daemon.spool import SpoolBudget, SpoolLog
-from daemon.upstream import UpstreamClient
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.errors import ConfigError
-from daemon.localredis import LocalRedis
-from daemon.retention import RetentionWorker, consumer_group_floor, parse_id
 from daemon.settings import RedisSettings, load_settings
+from daemon.sink.retention import RetentionWorker, consumer_group_floor, parse_id
 
 STREAM = "drainer:{docplanner}"
 DAY = 86400.0

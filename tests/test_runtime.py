@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from tests.helpers import Daemon, wait_for, write_config
 
 
@@ -82,7 +82,7 @@ def test_capture_signals_counts_and_restores() -> None:
     """A signal only bumps the counter (no lock taken); the old handler comes back."""
     import os
 
-    from daemon.signals import SignalFlag, capture_signals
+    from daemon.runtime.signals import SignalFlag, capture_signals
 
     before = signal.getsignal(signal.SIGTERM)
     flag = SignalFlag()
@@ -112,9 +112,10 @@ def test_a_broken_invariant_stops_the_daemon_with_exit_1(
     import threading
 
     from daemon.errors import InvariantError
-    from daemon.runtime import Runtime, build_context
+    from daemon.runtime.run import Runtime
+    from daemon.runtime.systemd import Notifier
+    from daemon.runtime.wiring import build
     from daemon.settings import load_settings
-    from daemon.systemd import Notifier
     from daemon.worker import Health
 
     class Broken:
@@ -125,7 +126,7 @@ def test_a_broken_invariant_stops_the_daemon_with_exit_1(
             raise InvariantError("spool sequence went backwards")
 
     config = write_config(tmp_path / "drainer.toml", redis_server.url)
-    ctx = build_context(load_settings(config, {}))
+    ctx = build(load_settings(config, {}))
     ctx.intake.append(Broken())
     runtime = Runtime(ctx, Notifier(None))
     result: list[int] = []

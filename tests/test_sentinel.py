@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from daemon.localredis import LocalRedis, find_redis_server, free_port
-from daemon.redisconn import connect, describe
+from daemon.commands.demo.localredis import LocalRedis, find_redis_server, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSentinelSettings, RedisSettings
 from daemon.sink import RedisSink
+from daemon.sink.connect import connect, describe
 from tests.helpers import Daemon, assert_redis_config_error, stream_entries, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"

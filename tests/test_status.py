@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from daemon.localredis import LocalRedis, free_port
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import Daemon, wait_for, write_config
 

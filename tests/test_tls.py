@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from daemon.commands.demo.localredis import find_redis_server, free_port
 from daemon.envelope import StreamEntry
-from daemon.localredis import find_redis_server, free_port
-from daemon.redisconn import connect
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink
+from daemon.sink.connect import connect
 from tests.helpers import Daemon, assert_redis_config_error, wait_for, write_config
 
 

@@ -7,13 +7,13 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.budget import SlidingWindowBudget
-from daemon.docplanner import DocPlannerApi
 from daemon.errors import RateLimitedError
 from daemon.metrics import Metrics
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import DocPlannerAccount
-from daemon.upstream import UpstreamClient
+from daemon.sources.budget import SlidingWindowBudget
+from daemon.sources.docplanner.api import DocPlannerApi
+from daemon.sources.http import UpstreamClient
 
 
 def api_for(sandbox: DocPlannerSandbox) -> tuple[DocPlannerApi, SlidingWindowBudget]:

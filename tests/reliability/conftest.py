@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.spool import decode_payload, scan
 from tests.helpers import dp_account, stream_entries
 

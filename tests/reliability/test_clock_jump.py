@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
 from tests.helpers import Daemon, wait_for, write_config
 from tests.reliability.conftest import STREAM, docplanner_payloads, dp_account, tally

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from tests.helpers import Daemon, stream_entries, wait_for, write_config
 from tests.reliability.conftest import (

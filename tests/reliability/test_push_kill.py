@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from daemon.localredis import LocalRedis, free_port
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.events import NotificationFactory
 from tests.helpers import Daemon, wait_for, write_config

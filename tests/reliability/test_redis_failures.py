@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import Daemon, wait_for, write_config
 from tests.reliability.conftest import (

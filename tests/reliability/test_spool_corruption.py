@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.spool import MAGIC, decode_payload, scan
 from tests.helpers import Daemon, wait_for, write_config

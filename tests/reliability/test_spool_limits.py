@@ -14,7 +14,7 @@ import pytest
 import redis
 import requests
 
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import Daemon, wait_for, write_config
 from tests.reliability.conftest import STREAM, docplanner_payloads, dp_account, metric, tally

@@ -2,8 +2,11 @@
 
 A :class:`Window` is ``[dateFrom, dateTo]`` fixed when it starts plus the pages read so
 far. :func:`build_batch` orders a finished window oldest first. A :class:`Cursor` hands
-out windows: :class:`WatermarkCursor` (the live poll, watermark in Redis beside the
-stream) or :class:`RangeCursor` (``drainer backfill``: a fixed range, watermark untouched).
+out windows: :class:`WatermarkCursor` (the live poll, from the watermark the publisher
+keeps in Redis beside the stream) or :class:`RangeCursor` (``drainer backfill``: a fixed
+range, watermark untouched). A cursor never writes: a finished window is spooled with the
+watermark it earns (:meth:`Cursor.commit`), and the publisher advances it once the window
+is in Redis.
 """
 
 from __future__ import annotations
@@ -25,9 +28,8 @@ from daemon.envelope import (
     to_raw,
 )
 from daemon.metrics import Metrics
-from daemon.myinvois_api import whole_seconds
 from daemon.settings import MyInvoisAccount
-from daemon.sink import RedisSink
+from daemon.sources.myinvois.api import whole_seconds
 
 SAFETY_LAG = 5.0  # dateTo stays this far behind "now": upstream may still be writing
 MAX_WINDOW = 86400.0  # a large gap is read in windows of at most one day of new time
@@ -105,27 +107,34 @@ class Cursor(Protocol):
         """The next window to read, or None when there is nothing to read now."""
         ...
 
+    def commit(self, window: Window) -> float | None:
+        """The watermark a finished window earns once published (None: leave it alone)."""
+        ...
+
     def window_done(self, window: Window) -> bool:
-        """Record a published window (may raise SinkError); True if more is due at once."""
+        """Note a finished (spooled) window; True if more is due at once."""
         ...
 
 
 class WatermarkCursor:
-    """The live poll: windows from the watermark stored in Redis beside the stream."""
+    """The live poll: windows from the watermark stored in Redis beside the stream.
+
+    ``load`` reads the stored watermark (the publisher's :meth:`read_watermark`; SinkError
+    when Redis is down). The poller asks for a window only once the previous one is
+    published, so the stored watermark is always the latest one.
+    """
 
     def __init__(
         self,
         account: MyInvoisAccount,
-        sink: RedisSink,
-        stream: str,
+        load: Callable[[], datetime | None],
         metrics: Metrics,
         wall_clock: Callable[[], float] = time.time,
         safety_lag: float = SAFETY_LAG,
         max_window: float = MAX_WINDOW,
     ) -> None:
         self.account = account
-        self.sink = sink
-        self.stream = stream
+        self.load = load
         self.metrics = metrics
         self.wall_clock = wall_clock
         self.safety_lag = safety_lag
@@ -133,7 +142,7 @@ class WatermarkCursor:
         self.watermark: datetime | None = None
 
     def next_window(self) -> Window | None:
-        stored = self.sink.get_watermark(self.stream, self.account.name)
+        stored = self.load()
         limit = whole_seconds(self.wall_clock() - self.safety_lag)
         if stored is None:
             start = self.account.start_at or whole_seconds(self.wall_clock() - DEFAULT_LOOKBACK)
@@ -148,8 +157,10 @@ class WatermarkCursor:
             return None  # start_at in the future, or polled again within the safety lag
         return Window(date_from, date_to, bounded=bound < limit)
 
+    def commit(self, window: Window) -> float | None:
+        return window.date_to.timestamp()
+
     def window_done(self, window: Window) -> bool:
-        self.sink.advance_watermark(self.stream, self.account.name, window.date_to)
         self._note(window.date_to)
         return window.bounded
 
@@ -179,6 +190,9 @@ class RangeCursor:
         date_to = min(self.until, self.position + timedelta(seconds=self.max_window))
         return Window(self.position, date_to)
 
+    def commit(self, window: Window) -> float | None:
+        return None  # a backfill never moves the live watermark
+
     def window_done(self, window: Window) -> bool:
         self.position = window.date_to
         self.windows += 1
@@ -196,6 +210,3 @@ class RangeCursor:
     @property
     def total(self) -> float:
         return max(1.0, (self.until - self.since).total_seconds())
-
-
-# --- the worker -------------------------------------------------------------------------

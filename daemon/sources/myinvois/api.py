@@ -10,7 +10,6 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.budget import SlidingWindowBudget
 from daemon.envelope import (
     loads,
 )
@@ -20,7 +19,8 @@ from daemon.errors import (
     TransientError,
 )
 from daemon.settings import MyInvoisAccount
-from daemon.upstream import TokenCache, UpstreamClient, token_from
+from daemon.sources.budget import SlidingWindowBudget
+from daemon.sources.http import TokenCache, UpstreamClient, token_from
 
 TOKEN_PATH = "/connect/token"  # noqa: S105 - a URL path, not a secret
 NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
@@ -123,6 +123,3 @@ def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:
     if not isinstance(has_next, bool):
         has_next = len(items) >= page_size
     return items, has_next and bool(items)
-
-
-# --- windows ----------------------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""MyInvois: the Get Notifications client and the date-window poller (SPEC §1, §2).
+"""MyInvois: the date-window poller (SPEC §1, §2).
 
-A MyInvois read is not destructive (the history stays upstream), so there is no spool:
-a window that was not published is simply read again. One window::
+A MyInvois read is not destructive (the history stays upstream): a window that was not
+published is simply read again. One window::
 
     dateFrom = watermark - overlap          (first start: start_at, else now - 1 day)
     dateTo   = min(now - SAFETY_LAG, watermark + MAX_WINDOW)   fixed when the window starts
     GET pageNo=1,2,... (pageSize <= 100)    one page per tick, until hasNext is false
-    publish oldest first                    (creationDateTime, then notificationId)
-    advance the watermark to dateTo         only after the whole window is in Redis
+    spool the window oldest first           (creationDateTime, then notificationId)
+                                            with the watermark it earns (dateTo)
+    the publisher publishes it, then advances the watermark in Redis
+
+The next window starts only once the previous one is published, so when Redis is down
+polling pauses (SPEC §2) and the stored watermark is always the latest.
 
 Pages are newest first and shift while we read them (late arrivals push older items
 down), so an item can be seen twice; ``event_id = myinvois:<account>:<notificationId>``
@@ -17,11 +21,10 @@ the same bad item does not dead-letter it again); an unparseable page is a trans
 error and the same page is asked for again.
 
 :class:`MyInvoisPoller` is one ``tick`` = at most one page request. Where its windows
-come from is a :class:`Cursor`: :class:`WatermarkCursor` (the live poll, watermark in
-Redis beside the stream) or :class:`RangeCursor` (``drainer backfill``: a fixed range,
-the watermark left alone). The rate budget lives in the account's UpstreamClient and is
-taken before every page request; token requests (about one an hour, on the identity
-endpoint) are not counted against it.
+come from is a :class:`Cursor`: :class:`WatermarkCursor` (the live poll) or
+:class:`RangeCursor` (``drainer backfill``: a fixed range, the watermark left alone).
+The rate budget lives in the account's UpstreamClient and is taken before every page
+request; token requests (about one an hour, on the identity endpoint) are not counted.
 """
 
 from __future__ import annotations
@@ -29,35 +32,31 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import structlog
 
-from daemon.budget import SlidingWindowBudget
 from daemon.envelope import (
     rfc3339,
 )
 from daemon.errors import (
     RateLimitedError,
     SinkError,
+    SpoolError,
+    SpoolFullError,
     UpstreamError,
 )
 from daemon.metrics import Metrics
-from daemon.myinvois_api import MyInvoisApi, TokenRejectedError, parse_page
-from daemon.myinvois_window import Cursor, WatermarkCursor, Window, WindowBatch, build_batch
 from daemon.settings import MyInvoisAccount
-from daemon.sink import RedisSink
-from daemon.upstream import UpstreamClient
+from daemon.sources.budget import SlidingWindowBudget
+from daemon.sources.http import UpstreamClient
+from daemon.sources.myinvois.api import MyInvoisApi, TokenRejectedError, parse_page
+from daemon.sources.myinvois.window import Cursor, Window, WindowBatch, build_batch
+from daemon.spool import SpoolLog
 from daemon.worker import Backoff, Health
 
-if TYPE_CHECKING:
-    from daemon.runtime import Context
+log = structlog.get_logger("daemon.sources.myinvois.poll")
 
-log = structlog.get_logger("daemon.myinvois")
-
-log = structlog.get_logger("daemon.myinvois")
-
-PUBLISH_CHUNK = 500  # entries per atomic sink call
+PUBLISHED_WAIT = 0.2  # how often to look whether the previous window is published
 
 
 class MyInvoisPoller:
@@ -67,23 +66,25 @@ class MyInvoisPoller:
         self,
         account: MyInvoisAccount,
         api: MyInvoisApi,
-        sink: RedisSink,
+        spool: SpoolLog,
         metrics: Metrics,
         stream: str,
         deadletter_stream: str,
-        cursor: Cursor | None = None,
+        cursor: Cursor,
         wall_clock: Callable[[], float] = time.time,
         role: str = "poller",
         backoff: Backoff | None = None,
+        on_spooled: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = f"myinvois:{account.name}:{role}"
         self.account = account
         self.api = api
-        self.sink = sink
+        self.spool = spool
+        self.on_spooled = on_spooled
         self.metrics = metrics
         self.stream = stream
         self.deadletter_stream = deadletter_stream
-        self.cursor: Cursor = cursor or WatermarkCursor(account, sink, stream, metrics, wall_clock)
+        self.cursor = cursor
         self.wall_clock = wall_clock
         self.health = Health("myinvois", account.name, role)
         self.window: Window | None = None
@@ -92,8 +93,6 @@ class MyInvoisPoller:
         self.requests = 0
         self.windows_completed = 0
         self.notifications = 0
-        self.published = 0
-        self.duplicates = 0
         self.caught_up = False
         self._labels = {"source": "myinvois", "account": account.name}
         self._backoff = backoff or Backoff(base=0.5, cap=60.0)
@@ -103,6 +102,8 @@ class MyInvoisPoller:
         if self.window is None:
             if now < self._next_poll:
                 return self._next_poll - now
+            if self.spool.pending_records:
+                return PUBLISHED_WAIT  # the previous window is not in Redis yet
             try:
                 self.window = self.cursor.next_window()
             except SinkError as exc:
@@ -144,6 +145,7 @@ class MyInvoisPoller:
         return 0.0
 
     def _publish(self, window: Window, now: float) -> float:
+        """Spool the finished window with the watermark it earns; the publisher does the rest."""
         if window.batch is None:
             window.batch = build_batch(
                 self.account.name, self.stream, self.deadletter_stream, window
@@ -152,30 +154,15 @@ class MyInvoisPoller:
             self.metrics.events_received.labels(**self._labels).inc(window.batch.notifications)
         batch = window.batch
         try:
-            while window.next_entry < len(batch.entries):
-                chunk = batch.entries[window.next_entry : window.next_entry + PUBLISH_CHUNK]
-                started = time.perf_counter()
-                result = self.sink.publish(chunk)
-                self.metrics.redis_publish_duration.labels(**self._labels).observe(
-                    time.perf_counter() - started
-                )
-                events = sum(1 for entry in chunk if entry.stream == self.stream)
-                published = result.published_by_stream.get(self.stream, 0)
-                dead = result.published_by_stream.get(self.deadletter_stream, 0)
-                if self.deadletter_stream == self.stream:
-                    dead = 0
-                window.published += published
-                window.duplicates += events - published
-                self.metrics.events_published.labels(**self._labels).inc(published)
-                self.metrics.events_duplicate.labels(**self._labels).inc(events - published)
-                if dead:
-                    self.metrics.deadletter.labels(
-                        **self._labels, reason="invalid_notification"
-                    ).inc(dead)
-                window.next_entry += len(chunk)
-            more = self.cursor.window_done(window)
-        except SinkError as exc:
+            if batch.entries or self.cursor.commit(window) is not None:
+                self.spool.append(batch.entries, self.cursor.commit(window))
+        except SpoolFullError as exc:
+            self.health.failed(str(exc), now)
+            return PUBLISHED_WAIT * 5  # kept in memory; appended once the spool has room
+        except SpoolError as exc:
             return self._failed(exc, now)
+        self.on_spooled()
+        more = self.cursor.window_done(window)
         self._completed(window, batch)
         self.window = None
         self.caught_up = not more
@@ -194,8 +181,6 @@ class MyInvoisPoller:
         self.metrics.last_success.labels(**self._labels).set(wall)
         self.windows_completed += 1
         self.notifications += batch.notifications
-        self.published += window.published
-        self.duplicates += window.duplicates
         log.info(
             "myinvois.window_completed",
             account=self.account.name,
@@ -203,8 +188,6 @@ class MyInvoisPoller:
             date_to=rfc3339(window.date_to),
             pages=window.pages,
             notifications=batch.notifications,
-            published=window.published,
-            duplicates=window.duplicates,
             deadletters=batch.deadletters,
         )
 
@@ -221,26 +204,3 @@ def build_api(
     budget = SlidingWindowBudget(rate, 60.0, spread=True)
     http = UpstreamClient("myinvois", account.name, metrics, budget, clock, wall_clock)
     return MyInvoisApi(account, http)
-
-
-def install(ctx: Context) -> None:
-    """Add a poller per ``[[myinvois]]`` account to a runtime Context (no spool)."""
-    settings = ctx.settings
-    for account in settings.myinvois:
-        api = build_api(account, ctx.metrics, ctx.clock, ctx.wall_clock)
-        ctx.clients.append(api.http)
-        cursor = WatermarkCursor(
-            account, ctx.sink, settings.streams.myinvois, ctx.metrics, ctx.wall_clock
-        )
-        ctx.intake.append(
-            MyInvoisPoller(
-                account,
-                api,
-                ctx.sink,
-                ctx.metrics,
-                settings.streams.myinvois,
-                settings.streams.deadletter,
-                cursor,
-                ctx.wall_clock,
-            )
-        )

@@ -1,4 +1,4 @@
-"""DocPlanner push mode: the receiver of ``POST /push/docplanner/<account>`` and release.
+"""DocPlanner push mode: the receiver of ``POST /push/docplanner/<account>``.
 
 :class:`PushReceiver` (one per account with ``mode = "push"`` or ``"both"``) checks the
 ``X-Drainer-Token`` header in constant time, parses the body as one notification and
@@ -14,12 +14,6 @@ push as failed and the next release re-dispatches it.
 
 Synchronous gates (``slot-booking``, ``booking-moving``) are spooled and answered 204
 like every other notification: the daemon always approves; it is not a gatekeeper.
-
-:class:`ReleaseScheduler` calls ``POST /notifications/release`` once per
-``release_interval`` (the first call right after start): 204 is success; 429 waits for
-its ``Retry-After``; 403 (the client is not in push mode) stops the calls for good and
-makes ``/readyz`` name the account; other failures back off. Release has its own HTTP
-client without the GET budget, so a release 429 (up to an hour) never pauses pulling.
 """
 
 from __future__ import annotations
@@ -29,11 +23,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from daemon.docplanner import DocPlannerApi
 from daemon.envelope import (
     Invalid,
     StreamEntry,
@@ -42,16 +35,11 @@ from daemon.envelope import (
     docplanner_entry,
     loads,
 )
-from daemon.errors import AuthError, RateLimitedError, SpoolError, SpoolFullError, TransientError
+from daemon.errors import SpoolError, SpoolFullError
 from daemon.metrics import Metrics
-from daemon.settings import DocPlannerAccount
 from daemon.spool import SpoolLog
-from daemon.worker import Backoff, Health
 
-if TYPE_CHECKING:
-    from daemon.runtime import Context
-
-log = structlog.get_logger("daemon.push")
+log = structlog.get_logger("daemon.sources.docplanner.push")
 
 Answer = tuple[int, dict[str, Any] | None]
 NOTICE_EVERY = 60.0  # seconds between repeated log lines about rejected pushes
@@ -168,92 +156,3 @@ class PushReceiver:
             count, self._unauthorized = self._unauthorized, 0
             self._last_notice = now
         log.warning("docplanner.push_unauthorized", account=self.account, rejected=count)
-
-
-class ReleaseScheduler:
-    """Calls DocPlanner's release for one push account; one ``tick`` = at most one call."""
-
-    def __init__(
-        self,
-        account: DocPlannerAccount,
-        api: DocPlannerApi,
-        metrics: Metrics,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = f"docplanner:{account.name}:release"
-        self.account = account
-        self.api = api
-        self.metrics = metrics
-        self.wall_clock = wall_clock
-        self.health = Health("docplanner", account.name, "release")
-        self.forbidden = False
-        self.next_at: float | None = None  # monotonic time of the next call; None = now
-        self._backoff = Backoff(base=5.0, cap=600.0)
-        self._labels = {"source": "docplanner", "account": account.name}
-
-    def tick(self, now: float) -> float:
-        if self.forbidden:
-            return 3600.0
-        if self.next_at is not None and now < self.next_at:
-            return self.next_at - now
-        try:
-            status = self.api.release()
-        except RateLimitedError as exc:
-            # Expected after a restart inside the hour: not a failure, just wait.
-            self.next_at = max(exc.retry_at, now + 1.0)
-            log.info(
-                "docplanner.release_rate_limited",
-                account=self.account.name,
-                retry_in=round(self.next_at - now, 1),
-            )
-            return self.next_at - now
-        except (TransientError, AuthError) as exc:
-            self.health.failed(f"release: {exc}", now)
-            self.next_at = now + self._backoff.next()
-            return self.next_at - now
-        if status in (200, 204):
-            self._backoff.reset()
-            wall = self.wall_clock()
-            self.health.succeeded(wall)
-            self.metrics.last_success.labels(**self._labels).set(wall)
-            self.next_at = now + self.account.release_interval
-            log.info("docplanner.released", account=self.account.name)
-            return self.account.release_interval
-        if status == 403:
-            self.forbidden = True
-            reason = (
-                "release forbidden: DocPlanner answered 403 (client not in push mode or "
-                "not enabled); release calls stopped until restart"
-            )
-            self.health.detail["not_ready"] = reason
-            self.health.failed(reason, now)
-            log.error("docplanner.release_forbidden", account=self.account.name)
-            return 3600.0
-        self.health.failed(f"release answered {status}", now)
-        self.next_at = now + self._backoff.next()
-        return self.next_at - now
-
-
-def install(ctx: Context) -> None:
-    """A receiver in ``ctx.push`` and a release scheduler per push/both account."""
-    for account in ctx.settings.docplanner:
-        if not account.pushes:
-            continue
-        assert account.push_token is not None, "settings require push_token for push"
-        publisher = ctx.publishers[f"docplanner:{account.name}"]
-        ctx.push[account.name] = PushReceiver(
-            account.name,
-            account.push_token.get_secret_value(),
-            ctx.spools[account.name],
-            ctx.metrics,
-            ctx.settings.streams.docplanner,
-            ctx.settings.streams.deadletter,
-            ctx.accepting,
-            on_spooled=publisher.wake.set,
-            wall_clock=ctx.wall_clock,
-        )
-        # The account's client: its GET budget governs only the pulls (see UpstreamClient),
-        # so a release 429 waits for release alone.
-        api = ctx.docplanner_apis[account.name]
-        ctx.intake.append(ReleaseScheduler(account, api, ctx.metrics, ctx.wall_clock))
-        log.info("docplanner.push_enabled", account=account.name, mode=account.mode)

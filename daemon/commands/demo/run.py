@@ -1,6 +1,6 @@
 """``drainer demo``: sandboxes, a private Redis and the real daemon, a live view and a verdict.
 
-:class:`~daemon.demo_stack.Stack` starts everything on loopback in a temp dir; this
+:class:`~daemon.commands.demo.stack.Stack` starts everything on loopback in a temp dir; this
 module drives it: a live view (``demo_view``) until ``--seconds`` or Ctrl-C, then the
 settle phase -- arrivals stop and the daemon is given time to finish (DocPlanner queue
 empty, spools published, the MyInvois watermark past the moment arrivals stopped, the
@@ -22,9 +22,9 @@ from contextlib import suppress
 import redis
 from rich.console import Console
 
-from daemon.demo_check import check_poll, check_pull, check_push, stream_books, verdict
-from daemon.demo_stack import ES_ID, MI, PL, Stack
-from daemon.demo_view import (
+from daemon.commands.demo.check import check_poll, check_pull, check_push, stream_books, verdict
+from daemon.commands.demo.stack import ES_ID, MI, PL, Stack
+from daemon.commands.demo.view import (
     DemoView,
     Labels,
     account_rows,
@@ -34,8 +34,8 @@ from daemon.demo_view import (
     scrape,
 )
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE
+from daemon.runtime.signals import SignalFlag, capture_signals
 from daemon.settings import StreamSettings
-from daemon.signals import SignalFlag, capture_signals
 
 STREAMS = StreamSettings()  # the demo's daemon uses the default stream keys
 SETTLE_TIMEOUT = 60.0

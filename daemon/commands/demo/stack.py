@@ -27,8 +27,8 @@ from pathlib import Path
 import redis
 import requests
 
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.errors import DrainerError
-from daemon.localredis import LocalRedis, free_port
 from daemon.sandbox import (
     DocPlannerClient,
     DocPlannerSandbox,
@@ -55,8 +55,8 @@ class Stack:
         self.redis = LocalRedis(self.tmp / "redis", appendonly=True)
         self.client = redis.Redis.from_url(self.redis.url, socket_timeout=5)
         self.port = free_port()
-        self.push = find_spec("daemon.push") is not None
-        self.poll = find_spec("daemon.myinvois") is not None
+        self.push = find_spec("daemon.sources.docplanner.push") is not None
+        self.poll = find_spec("daemon.sources.myinvois.poll") is not None
         es_url = f"http://127.0.0.1:{self.port}/push/docplanner/es"
         self.es = DocPlannerClient(ES_ID, "demo-es-secret", es_url, f"demo-push-{os.getpid()}")
         clock = SandboxClock()

@@ -17,120 +17,32 @@ exceed it raises :class:`SpoolFullError` and intake pauses until publishing free
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import threading
-import zlib
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from daemon.envelope import StreamEntry
 from daemon.errors import SpoolError, SpoolFullError
+from daemon.spool.frame import (
+    HEADER,
+    RawBatch,
+    Record,
+    _Slot,
+    decode_payload,
+    encode_raw,
+    encode_record,
+    scan,
+)
 
-log = structlog.get_logger("daemon.spool")
-
-MAGIC = b"\xd7\x5a"
-HEADER = struct.Struct(">2sIIQ")  # magic, payload length, crc32, seq
-MAX_RECORD = 64 * 1024 * 1024
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+
 CACHE_EVENTS = 20_000  # appended records kept decoded in memory for the publisher
 
-
-@dataclass(frozen=True, slots=True)
-class RawBatch:
-    """An upstream response body exactly as received, not yet parsed."""
-
-    received_at: float  # Unix time
-    delivery: str
-    body: bytes
-    count: int = 1  # notifications in the body, as estimated by the receiver (for gauges)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One spooled batch: stream entries, or a raw body that the publisher expands."""
-
-    seq: int
-    entries: tuple[StreamEntry, ...] = ()
-    raw: RawBatch | None = None
-
-    @property
-    def events(self) -> int:
-        """Entries in the record; for a raw body, the receiver's estimate."""
-        return len(self.entries) if self.raw is None else max(1, self.raw.count)
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    seq: int
-    segment: Path
-    offset: int
-    length: int
-    events: int
-
-
-def encode_record(seq: int, entries: Sequence[StreamEntry]) -> bytes:
-    """Frame one record."""
-    payload = json.dumps(
-        [[e.stream, e.event_id, e.fields] for e in entries],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    ).encode()
-    return _frame(seq, payload)
-
-
-def encode_raw(seq: int, raw: RawBatch) -> bytes:
-    """Frame one raw body: ``R`` + a JSON header line + the body bytes."""
-    header = json.dumps(
-        {"received_at": raw.received_at, "delivery": raw.delivery, "count": raw.count}
-    ).encode()
-    return _frame(seq, b"R" + header + b"\n" + raw.body)
-
-
-def _frame(seq: int, payload: bytes) -> bytes:
-    return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), seq) + payload
-
-
-def decode_payload(seq: int, payload: bytes) -> Record:
-    if payload[:1] == b"R":
-        header, _, body = payload[1:].partition(b"\n")
-        meta = json.loads(header)
-        raw = RawBatch(
-            float(meta["received_at"]), str(meta["delivery"]), body, int(meta.get("count", 1))
-        )
-        return Record(seq, raw=raw)
-    return Record(seq, decode_entries(payload))
-
-
-def decode_entries(payload: bytes) -> tuple[StreamEntry, ...]:
-    return tuple(
-        StreamEntry(stream, event_id, fields) for stream, event_id, fields in json.loads(payload)
-    )
-
-
-def scan(data: bytes) -> tuple[list[tuple[int, int, int, bytes]], int]:
-    """Valid records of one segment as ``(seq, offset, length, payload)``; and where they end.
-
-    Scanning stops at the first frame that is short, has a bad magic, or fails its CRC.
-    """
-    records: list[tuple[int, int, int, bytes]] = []
-    offset = 0
-    while offset + HEADER.size <= len(data):
-        magic, length, crc, seq = HEADER.unpack_from(data, offset)
-        end = offset + HEADER.size + length
-        if magic != MAGIC or length > MAX_RECORD or end > len(data):
-            break
-        payload = data[offset + HEADER.size : end]
-        if zlib.crc32(payload) != crc:
-            break
-        records.append((seq, offset, end - offset, payload))
-        offset = end
-    return records, offset
+log = structlog.get_logger("daemon.spool")
 
 
 class SpoolBudget:
@@ -227,11 +139,16 @@ class SpoolLog:
 
     # --- writing ------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[StreamEntry]) -> int:
-        """Frame, write and fsync one batch of entries; return its sequence number."""
+    def append(self, entries: Sequence[StreamEntry], watermark: float | None = None) -> int:
+        """Frame, write and fsync one batch of entries; return its sequence number.
+
+        ``watermark`` (MyInvois) travels with the batch: the publisher advances the
+        account's watermark to it only after every entry of the batch is in Redis.
+        """
         with self._lock:
             seq = self._next_seq
-            return self._append_locked(Record(seq, tuple(entries)), encode_record(seq, entries))
+            record = Record(seq, tuple(entries), watermark=watermark)
+            return self._append_locked(record, encode_record(seq, entries, watermark))
 
     def append_raw(self, raw: RawBatch) -> int:
         """Write and fsync one raw upstream body (expanded later by the publisher)."""

@@ -24,8 +24,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from daemon.demo_check import AccountCheck, stream_page
-from daemon.localredis import LocalRedis
+from daemon.commands.demo.check import AccountCheck, stream_page
+from daemon.commands.demo.localredis import LocalRedis
 from daemon.settings import StreamSettings
 
 Labels = tuple[str, str, str]  # (sample name, source, account)

@@ -24,20 +24,17 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import structlog
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
-from daemon.redisconn import RedisClient
 from daemon.sink import TRANSIENT_REDIS_ERRORS, related_key
+from daemon.sink.connect import RedisClient
 from daemon.worker import Health, Worker
 
-if TYPE_CHECKING:
-    from daemon.runtime import Context
-
-log = structlog.get_logger("daemon.lease")
+log = structlog.get_logger("daemon.sink.lease")
 
 RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -191,44 +188,48 @@ class LeasedWorker:
         return max(0.0, min(self._due, self.lease.next_attempt) - now)
 
 
-def install(ctx: Context) -> None:
-    """With ``leases = true``: wrap every intake worker of a source account in its lease."""
-    if not ctx.settings.redis.leases:
-        return
-    streams = {"docplanner": ctx.settings.streams.docplanner}
-    streams["myinvois"] = ctx.settings.streams.myinvois
+def wrap(
+    intake: Sequence[Worker],
+    client: RedisClient,
+    streams: Mapping[str, str],
+    ttl: float,
+    registry: CollectorRegistry,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[Worker], dict[str, Lease]]:
+    """Wrap every intake worker of a source in ``streams`` in its account's lease.
+
+    Returns the wrapped workers and the leases by ``source:account``.
+    """
     gauge = Gauge(
         "drainer_lease_held",
         "1 while this process holds the account's lease (leases = true), else 0.",
         ("source", "account"),
-        registry=ctx.registry,
+        registry=registry,
     )
-    accounts = [("docplanner", a.name) for a in ctx.settings.docplanner]
-    accounts += [("myinvois", a.name) for a in ctx.settings.myinvois]
-    for source, account in accounts:
-        gauge.labels(source=source, account=account).set(0)
     token = identity()
-    leases: dict[tuple[str, str], Lease] = {}
+    leases: dict[str, Lease] = {}
     wrapped: list[Worker] = []
-    for worker in ctx.intake:
+    for worker in intake:
         source, account = worker.health.source, worker.health.account
         if source not in streams:
             wrapped.append(worker)
             continue
-        lease = leases.get((source, account))
+        name = f"{source}:{account}"
+        lease = leases.get(name)
         if lease is None:
             child = gauge.labels(source=source, account=account)
+            child.set(0)
             lease = Lease(
-                ctx.redis,
+                client,
                 lease_key(streams[source], source, account),
                 token,
-                ctx.settings.redis.lease_ttl,
+                ttl,
                 on_change=_show_in(child),
             )
-            leases[(source, account)] = lease
-        wrapped.append(LeasedWorker(worker, lease, ctx.clock))
-    ctx.intake[:] = wrapped
-    log.info("lease.enabled", identity=token, ttl=ctx.settings.redis.lease_ttl)
+            leases[name] = lease
+        wrapped.append(LeasedWorker(worker, lease, clock))
+    log.info("lease.enabled", identity=token, ttl=ttl)
+    return wrapped, leases
 
 
 def _show_in(gauge: Gauge) -> Callable[[bool], None]:
@@ -238,22 +239,12 @@ def _show_in(gauge: Gauge) -> Callable[[bool], None]:
     return show
 
 
-def _leases(ctx: Context) -> dict[str, Lease]:
-    found: dict[str, Lease] = {}
-    for worker in ctx.intake:
-        if isinstance(worker, LeasedWorker):
-            found.setdefault(f"{worker.health.source}:{worker.health.account}", worker.lease)
-    return found
-
-
-def holders(ctx: Context) -> dict[str, Any]:
+def holders(leases: Mapping[str, Lease]) -> dict[str, Any]:
     """``{"docplanner:pl": {"held": true, "holder": "host:pid:ab12cd"}}`` for /readyz."""
-    return {
-        name: {"held": lease.held, "holder": lease.holder} for name, lease in _leases(ctx).items()
-    }
+    return {name: {"held": lease.held, "holder": lease.holder} for name, lease in leases.items()}
 
 
-def release_all(ctx: Context) -> None:
+def release_all(leases: Mapping[str, Lease]) -> None:
     """On shutdown, after intake stopped: hand every lease over at once."""
-    for lease in _leases(ctx).values():
+    for lease in leases.values():
         lease.release()

@@ -2,9 +2,9 @@
 
 The range is walked exactly as the live poll walks it -- bounded windows, oldest first,
 every page until ``hasNext`` is false, each window published oldest first with the same
-``event_id`` -- by the same :class:`~daemon.myinvois.MyInvoisPoller` driven by a
-:class:`~daemon.myinvois.RangeCursor`, so whatever is already on the stream is skipped by
-the sink's de-duplication. The live watermark is never read or moved.
+``event_id`` -- by the same :class:`~daemon.sources.myinvois.poll.MyInvoisPoller` driven by a
+:class:`~daemon.sources.myinvois.window.RangeCursor`, so whatever is already on the
+stream is skipped by the sink's de-duplication. The live watermark is never read or moved.
 
 Safe to interrupt: Ctrl-C stops between requests; rerunning the same command publishes
 only what is missing. The account's ``requests_per_minute`` budget is respected (spread
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -34,11 +36,13 @@ from rich.progress import (
 from daemon.errors import EXIT_OK, AuthError, ConfigError, ForbiddenError, SinkError
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
-from daemon.myinvois import MyInvoisPoller, build_api
-from daemon.myinvois_api import whole_seconds
-from daemon.myinvois_window import SAFETY_LAG, RangeCursor
-from daemon.settings import config_path, load_settings, parse_timestamp, redact_url
+from daemon.publisher import Publisher
+from daemon.settings import MyInvoisAccount, config_path, load_settings, parse_timestamp, redact_url
 from daemon.sink import RedisSink, connect
+from daemon.sources.myinvois.api import MyInvoisApi, whole_seconds
+from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
+from daemon.sources.myinvois.window import SAFETY_LAG, RangeCursor
+from daemon.spool import SpoolBudget, SpoolLog
 
 INTERRUPTED = "interrupted; rerun to continue — already published entries will be de-duplicated"
 SLICE = 0.25  # wait in short slices so the bar and Ctrl-C stay responsive
@@ -73,8 +77,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def pipeline(
+    account: MyInvoisAccount,
+    api: MyInvoisApi,
+    sink: RedisSink,
+    metrics: Metrics,
+    stream: str,
+    deadletter_stream: str,
+    cursor: RangeCursor,
+    spool_dir: Path,
+) -> tuple[MyInvoisPoller, Publisher]:
+    """A backfill poller and its publisher, joined by a scratch spool in ``spool_dir``."""
+    spool = SpoolLog(spool_dir, SpoolBudget(1 << 40))  # one window at a time is spooled
+    publisher = Publisher(
+        "myinvois", account.name, spool, sink, metrics, deadletter_stream, count_deadletters=True
+    )
+    poller = MyInvoisPoller(
+        account,
+        api,
+        spool,
+        metrics,
+        stream,
+        deadletter_stream,
+        cursor,
+        role="backfill",
+        on_spooled=publisher.wake.set,
+    )
+    return poller, publisher
+
+
 def walk(
     poller: MyInvoisPoller,
+    publisher: Publisher,
     cursor: RangeCursor,
     clock: Callable[[], float] = time.monotonic,
     deadline: float | None = None,
@@ -82,15 +116,22 @@ def walk(
 ) -> bool:
     """Tick until the range is read and published (True) or ``deadline`` passes (False).
 
-    Credentials or permission problems end the walk (raised): a one-off command should
-    not retry a wrong secret forever. Everything else is retried with the poller's backoff.
+    The poller spools each window; the publisher takes it to Redis (the daemon's one path,
+    through a temporary spool). Credentials or permission problems end the walk (raised):
+    a one-off command should not retry a wrong secret forever. Everything else is retried
+    with the poller's or the publisher's backoff.
     """
-    while not cursor.finished:
+    while not (cursor.finished and not publisher.spool.pending_records):
         wait = poller.tick(clock())
+        while publisher.spool.pending_records:
+            delay = publisher.tick(clock())
+            if delay > 0 and publisher.spool.pending_records:
+                wait = delay  # Redis trouble: back off, then try again
+                break
         on_tick()
         if isinstance(poller.last_error, AuthError | ForbiddenError):
             raise poller.last_error
-        if cursor.finished:
+        if cursor.finished and not publisher.spool.pending_records:
             break
         until = clock() + wait
         while clock() < until:
@@ -99,7 +140,7 @@ def walk(
             time.sleep(min(SLICE, max(0.0, until - clock())))
             on_tick()
         if deadline is not None and clock() >= deadline:
-            return cursor.finished
+            return cursor.finished and not publisher.spool.pending_records
     return True
 
 
@@ -126,8 +167,16 @@ def run(args: argparse.Namespace) -> int:
     api = build_api(account, metrics, requests_per_minute=args.requests_per_minute)
     cursor = RangeCursor(since, until)
     streams = settings.streams
-    poller = MyInvoisPoller(
-        account, api, sink, metrics, streams.myinvois, streams.deadletter, cursor, role="backfill"
+    scratch = tempfile.TemporaryDirectory(prefix="drainer-backfill-")
+    poller, publisher = pipeline(
+        account,
+        api,
+        sink,
+        metrics,
+        streams.myinvois,
+        streams.deadletter,
+        cursor,
+        Path(scratch.name),
     )
     console = Console(stderr=True)
     secrets = [account.secret()]
@@ -157,11 +206,11 @@ def run(args: argparse.Namespace) -> int:
                     completed=cursor.covered(poller.window),
                     requests=poller.requests,
                     notifications=poller.notifications,
-                    published=poller.published,
+                    published=publisher.published,
                 )
 
             try:
-                walk(poller, cursor, on_tick=update)
+                walk(poller, publisher, cursor, on_tick=update)
             except KeyboardInterrupt:
                 update()
                 progress.stop()
@@ -170,11 +219,12 @@ def run(args: argparse.Namespace) -> int:
         console.print(
             f"backfill {account.name} {since.isoformat()} .. {until.isoformat()}: "
             f"{cursor.windows} windows, {poller.requests} requests, "
-            f"{poller.notifications} notifications, {poller.published} published, "
-            f"{poller.duplicates} already on the stream",
+            f"{poller.notifications} notifications, {publisher.published} published, "
+            f"{publisher.duplicates} already on the stream",
             highlight=False,
         )
         return EXIT_OK
     finally:
         api.http.close()
         client.close()
+        scratch.cleanup()

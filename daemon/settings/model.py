@@ -7,11 +7,8 @@ naming the file and the key, and never the value (it may be a secret).
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -22,80 +19,21 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.errors import ConfigError
-
-DEFAULT_CONFIG_PATH = Path("/etc/notification-drainer/drainer.toml")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB|TiB)?\s*$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "KiB": 1024,
-    "MiB": 1024**2,
-    "GiB": 1024**3,
-    "TiB": 1024**4,
-}
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def parse_duration(value: object) -> float:
-    """``"250ms"``, ``"5s"``, ``"10m"``, ``"1h"`` or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '5s', '10m' or a number of seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    else:
-        raise ValueError("expected a duration such as '250ms', '5s', '10m', '1h' or seconds")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def parse_size(value: object) -> int:
-    """``"512MiB"``, ``"1GiB"`` or a number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as '512MiB' or a number of bytes")
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE.match(value)):
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-    else:
-        raise ValueError("expected a size such as '512MiB', '1GiB' or a number of bytes")
-    if size <= 0:
-        raise ValueError("a size must be positive")
-    return size
-
-
-def parse_timestamp(value: object) -> datetime:
-    """An RFC 3339 timestamp; a naive one is taken as UTC."""
-    if isinstance(value, datetime):
-        stamp = value
-    elif isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError("expected an RFC 3339 time such as 2026-11-01T00:00:00Z") from None
-    else:
-        raise ValueError("expected an RFC 3339 time such as 2026-11-01T00:00:00Z")
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-
+from daemon.settings.redis_url import parse_host, parse_url, redact_url
+from daemon.settings.units import parse_duration, parse_size, parse_timestamp
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class _Section(BaseModel):
@@ -111,8 +49,6 @@ class RedisSentinelSettings(_Section):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
-        from daemon.redisconn import parse_host
-
         for host in value:
             parse_host(host)
         return value
@@ -147,8 +83,6 @@ class RedisSettings(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        from daemon.redisconn import parse_url
-
         parse_url(value)
         return value
 
@@ -386,76 +320,3 @@ class Settings(BaseSettings):
                         account[key] = "***"
         data["redis"]["url"] = redact_url(data["redis"]["url"])
         return data
-
-
-def redact_url(url: str) -> str:
-    """``redis://user:pw@host`` -> ``redis://user:***@host``."""
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
-
-
-def config_path(cli_path: str | None, environ: Mapping[str, str]) -> Path:
-    """``--config``, else ``$DRAINER_CONFIG``, else the default path."""
-    if cli_path:
-        return Path(cli_path)
-    if environ.get("DRAINER_CONFIG"):
-        return Path(environ["DRAINER_CONFIG"])
-    return DEFAULT_CONFIG_PATH
-
-
-def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read, validate and resolve the configuration, or raise a one-line ConfigError."""
-    environ = os.environ if environ is None else environ
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    try:
-        settings = Settings(**raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc)}") from None
-    return _resolve_secret_files(settings, path, environ)
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors(include_input=False, include_url=False)[0]
-    key = ""
-    for part in error["loc"]:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif error["type"] == "missing":
-        message = "required key is missing"
-    extra = len(exc.errors()) - 1
-    more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
-    return f"{key}: {message}{more}" if key else f"{message}{more}"
-
-
-def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, str]) -> Settings:
-    """Read ``client_secret_file`` (relative names live in ``$CREDENTIALS_DIRECTORY``)."""
-    credentials = environ.get("CREDENTIALS_DIRECTORY")
-    resolved: dict[str, list[Any]] = {"docplanner": [], "myinvois": []}
-    kinds: dict[str, list[Any]] = {"docplanner": settings.docplanner, "myinvois": settings.myinvois}
-    for kind, accounts in kinds.items():
-        for index, original in enumerate(accounts):
-            account = original
-            secret_file = account.client_secret_file
-            if secret_file is not None:
-                if not secret_file.is_absolute() and credentials:
-                    secret_file = Path(credentials) / secret_file
-                try:
-                    secret = secret_file.read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"{path}: {kind}[{index}].client_secret_file: cannot read "
-                        f"{secret_file}: {exc.strerror}"
-                    ) from None
-                if not secret:
-                    raise ConfigError(f"{path}: {kind}[{index}].client_secret_file: file is empty")
-                account = account.model_copy(update={"client_secret": SecretStr(secret)})
-            resolved[kind].append(account)
-    return settings.model_copy(update=resolved)

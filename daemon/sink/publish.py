@@ -18,9 +18,9 @@ from redis.commands.core import Script
 
 from daemon.envelope import StreamEntry
 from daemon.errors import SinkError
-from daemon.redisconn import RedisClient
-from daemon.redisconn import connect as build_client
 from daemon.settings import RedisSettings
+from daemon.sink.connect import RedisClient
+from daemon.sink.connect import connect as build_client
 
 PUBLISH_SCRIPT = """
 local window = ARGV[1]
@@ -89,7 +89,7 @@ class PublishResult:
 def connect(target: RedisSettings | str, timeout: float = 5.0) -> RedisClient:
     """A client for the ``[redis]`` settings (or a bare url): one node, Sentinel, Cluster, TLS.
 
-    See :mod:`daemon.redisconn`; every client has explicit timeouts.
+    See :mod:`daemon.sink.connect`; every client has explicit timeouts.
     """
     settings = RedisSettings(url=target) if isinstance(target, str) else target
     return build_client(settings, timeout)

@@ -22,9 +22,9 @@ from typing import Any
 
 import requests
 
-from daemon.budget import SlidingWindowBudget
 from daemon.errors import AuthError, RateLimitedError, TransientError
 from daemon.metrics import Metrics
+from daemon.sources.budget import SlidingWindowBudget
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0  # a SIGTERM must be able to finish an in-flight pull within 20 s

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from daemon.redisconn import RedisClient
 from daemon.sink import TRANSIENT_REDIS_ERRORS
+from daemon.sink.connect import RedisClient
 from daemon.worker import Backoff, Health
 
-if TYPE_CHECKING:
-    from daemon.runtime import Context
-
-log = structlog.get_logger("daemon.retention")
+log = structlog.get_logger("daemon.sink.retention")
 
 RETENTION_INTERVAL = 60.0
 StreamId = tuple[int, int]
@@ -111,20 +108,3 @@ class RetentionWorker:
         if any(trimmed.values()):
             log.info("redis.retention_trimmed", mode=self.mode, trimmed=trimmed)
         return self.interval
-
-
-def install(ctx: Context) -> None:
-    """Add the retention worker when ``retention`` is ``minid`` or ``consumer_groups``."""
-    settings = ctx.settings.redis
-    if settings.retention == "maxlen":
-        return
-    streams = ctx.settings.streams
-    ctx.intake.append(
-        RetentionWorker(
-            ctx.redis,
-            [streams.docplanner, streams.myinvois, streams.deadletter],
-            settings.retention,
-            settings.retention_age,
-            wall_clock=ctx.wall_clock,
-        )
-    )

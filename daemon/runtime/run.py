@@ -1,0 +1,163 @@
+"""Threads, signals and the shutdown order of ``drainer run``.
+
+Start: open every spool (its pending records are published first), start the publishers,
+the HTTP server, then the intake workers (pullers, pollers, release schedulers); READY=1.
+The main loop pings the systemd watchdog and watches the stop flag, which only the
+signal handlers set. Stop, in this order: STOPPING=1 -> stop intake (pullers finish and
+spool their in-flight batch; push answers 503) -> publish what is spooled -> close the
+HTTP server last. A second signal forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
+from daemon.runtime.signals import SignalFlag
+from daemon.runtime.systemd import Notifier
+from daemon.runtime.wiring import Parts
+from daemon.server.http import DrainerHTTPServer
+from daemon.sink import lease
+from daemon.worker import Worker, drive
+
+log = structlog.get_logger("daemon.runtime.run")
+
+STOP_BUDGET = 20.0  # SPEC §5: exit within 20 s of SIGTERM
+INTAKE_JOIN = 12.0  # an in-flight pull has a 10 s read timeout
+WATCHDOG_EVERY = 2.0
+MAIN_SLICE = 0.2
+SWITCH_INTERVAL = 0.001
+
+
+class Runtime:
+    """Owns the threads of ``drainer run``."""
+
+    def __init__(self, parts: Parts, notifier: Notifier) -> None:
+        self.parts = parts
+        self.notifier = notifier
+        self.signals = SignalFlag()  # counted by the signal handlers (see daemon.runtime.signals)
+        self.fatal: InvariantError | None = None  # set by a worker thread; read by run()
+        self.stop_requested = threading.Event()
+        self.intake_stop = threading.Event()
+        self.publish_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._publisher_threads: list[threading.Thread] = []
+        self._last_loop = time.monotonic()
+        settings = parts.settings
+        self.server = DrainerHTTPServer(
+            (settings.server.host, settings.server.port),
+            parts.registry,
+            self.alive,
+            self.readiness,
+            parts.push,
+        )
+
+    # --- health --------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return time.monotonic() - self._last_loop < 30.0
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        reasons: dict[str, Any] = {}
+        if not self.parts.sink.ping():
+            reasons["redis"] = "redis is not answering"
+        now = self.parts.clock()
+        workers: list[Worker] = [*self.parts.intake, *self.parts.publishers]
+        for worker in workers:
+            if worker.health.overdue(now):
+                reasons[worker.name] = worker.health.last_error or "failing"
+            if worker.health.detail.get("not_ready"):
+                reasons[worker.name] = str(worker.health.detail["not_ready"])
+        if self.stop_requested.is_set():
+            reasons["shutdown"] = "stopping"
+        detail: dict[str, Any] = {"not_ready": reasons} if reasons else {}
+        if self.parts.settings.redis.leases:
+            detail["leases"] = lease.holders(self.parts.leases)
+        return (not reasons, detail)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _spawn(self, worker: Worker, stop: threading.Event, wake: threading.Event | None) -> None:
+        thread = threading.Thread(
+            target=drive,
+            args=(worker, stop, wake, self.parts.clock),
+            kwargs={"on_fatal": self._on_fatal},
+            name=worker.name,
+            daemon=True,
+        )
+        thread.start()
+        (self._publisher_threads if stop is self.publish_stop else self._threads).append(thread)
+
+    def _on_fatal(self, exc: InvariantError) -> None:
+        self.fatal = exc  # a plain assignment: the main loop notices within MAIN_SLICE
+
+    def run(self) -> int:
+        parts = self.parts
+        # The puller waits on the network and must get the GIL back at once when its
+        # response arrives, not after the publisher's 5 ms default time slice.
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        parts.metrics.up.set(1)
+        for publisher in parts.publishers:
+            self._spawn(publisher, self.publish_stop, publisher.wake)
+        self.server.start()
+        parts.accepting.set()
+        for worker in parts.intake:
+            self._spawn(worker, self.intake_stop, None)
+        self.notifier.notify("READY=1")
+        log.info(
+            "runtime.started",
+            listen=f"{parts.settings.server.host}:{self.server.port}",
+            docplanner=[a.name for a in parts.settings.docplanner],
+            myinvois=[a.name for a in parts.settings.myinvois],
+        )
+        last_watchdog = 0.0
+        while not self.stop_requested.is_set() and not self.signals.count and not self.fatal:
+            self._last_loop = time.monotonic()
+            if self._last_loop - last_watchdog >= WATCHDOG_EVERY:
+                self.notifier.notify("WATCHDOG=1")
+                last_watchdog = self._last_loop
+            self.signals.sleep(MAIN_SLICE)
+        self.stop_requested.set()
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        started = time.monotonic()
+        self.notifier.notify("STOPPING=1")
+        log.info("runtime.stopping")
+        self.parts.accepting.clear()
+        self.intake_stop.set()
+        for thread in self._threads:
+            thread.join(timeout=max(0.1, started + INTAKE_JOIN - time.monotonic()))
+        # The other node takes over at once instead of waiting for the TTL.
+        lease.release_all(self.parts.leases)
+        self.publish_stop.set()
+        for thread in self._publisher_threads:
+            thread.join(timeout=2.0)
+        left = 0
+        deadline = started + STOP_BUDGET - 2.0
+        for publisher in self.parts.publishers:
+            try:
+                drained = publisher.drain(deadline)
+            except InvariantError:
+                drained = False
+            if not drained:
+                left += publisher.spool.pending_events
+        self.parts.metrics.up.set(0)
+        self.server.stop()
+        for client in self.parts.clients:
+            client.close()
+        self.parts.redis.close()
+        log.info(
+            "runtime.stopped",
+            seconds=round(time.monotonic() - started, 3),
+            unpublished_left_in_spool=left,
+        )
+        if self.fatal is not None:
+            log.error("runtime.fatal", error=str(self.fatal))
+            return EXIT_FATAL
+        return EXIT_OK

@@ -1,0 +1,202 @@
+"""Builds every part of ``drainer run`` from the one ``Settings`` object, with plain imports.
+
+Per DocPlanner account: a spool, a publisher (spool -> sink), an API client, a puller
+(``mode`` pull/both), a push receiver and a release scheduler (``mode`` push/both).
+Per MyInvois account: a spool, a publisher that also advances the watermark, an API
+client and a poller. Then, as configured: leases around the intake workers, and a
+retention worker. Nothing is loaded by name: a missing module is an ImportError at start.
+
+Every source hands its batches to its spool; only publishers (through the sink) and the
+sink's lease and retention workers talk to Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from daemon.metrics import Metrics, StreamLengthCollector
+from daemon.publisher import Publisher
+from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
+from daemon.sink import RedisSink, connect, lease
+from daemon.sink.connect import RedisClient
+from daemon.sink.lease import Lease
+from daemon.sink.retention import RetentionWorker
+from daemon.sources.budget import SlidingWindowBudget
+from daemon.sources.docplanner.api import DocPlannerApi
+from daemon.sources.docplanner.expand import PullExpander
+from daemon.sources.docplanner.pull import DocPlannerPuller
+from daemon.sources.docplanner.push import PushReceiver
+from daemon.sources.docplanner.release import ReleaseScheduler
+from daemon.sources.http import UpstreamClient
+from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
+from daemon.sources.myinvois.window import WatermarkCursor
+from daemon.spool import SpoolBudget, SpoolLog
+from daemon.worker import Worker
+
+log = structlog.get_logger("daemon.runtime.wiring")
+
+
+def spool_dir(settings: Settings, source: str, account: str) -> Path:
+    return settings.spool.dir / f"{source}-{account}"
+
+
+@dataclass
+class Parts:
+    """Everything the threads of one process share; built once by :func:`build`."""
+
+    settings: Settings
+    metrics: Metrics
+    registry: CollectorRegistry
+    redis: RedisClient
+    sink: RedisSink
+    spool_budget: SpoolBudget
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    publishers: list[Publisher] = field(default_factory=list)
+    push: dict[str, PushReceiver] = field(default_factory=dict)
+    intake: list[Worker] = field(default_factory=list)
+    clients: list[UpstreamClient] = field(default_factory=list)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    accepting: threading.Event = field(default_factory=threading.Event)
+
+
+def build(settings: Settings, registry: CollectorRegistry | None = None) -> Parts:
+    registry = registry or CollectorRegistry()
+    accounts = [("docplanner", a.name) for a in settings.docplanner]
+    accounts += [("myinvois", a.name) for a in settings.myinvois]
+    metrics = Metrics(registry, accounts)
+    client = connect(settings.redis)
+    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
+    streams = settings.streams
+    registry.register(
+        StreamLengthCollector(
+            lambda: sink.stream_lengths([streams.docplanner, streams.myinvois, streams.deadletter])
+        )
+    )
+    parts = Parts(settings, metrics, registry, client, sink, SpoolBudget(settings.spool.max_bytes))
+    for account in settings.docplanner:
+        _add_docplanner(parts, account)
+    for invois in settings.myinvois:
+        _add_myinvois(parts, invois)
+    if settings.redis.leases:  # intake works only while holding its account's lease
+        parts.intake, parts.leases = lease.wrap(
+            parts.intake,
+            client,
+            {"docplanner": streams.docplanner, "myinvois": streams.myinvois},
+            settings.redis.lease_ttl,
+            registry,
+            parts.clock,
+        )
+    if settings.redis.retention != "maxlen":
+        parts.intake.append(
+            RetentionWorker(
+                client,
+                [streams.docplanner, streams.myinvois, streams.deadletter],
+                settings.redis.retention,
+                settings.redis.retention_age,
+                wall_clock=parts.wall_clock,
+            )
+        )
+    return parts
+
+
+def _spool_and_publisher(
+    parts: Parts,
+    source: str,
+    name: str,
+    expand: PullExpander | None = None,
+    watermark_stream: str | None = None,
+) -> tuple[SpoolLog, Publisher]:
+    spool = SpoolLog(spool_dir(parts.settings, source, name), parts.spool_budget)
+    publisher = Publisher(
+        source,
+        name,
+        spool,
+        parts.sink,
+        parts.metrics,
+        parts.settings.streams.deadletter,
+        parts.wall_clock,
+        expand=expand,
+        watermark_stream=watermark_stream,
+        count_deadletters=watermark_stream is not None,
+    )
+    parts.publishers.append(publisher)
+    if spool.pending_events:
+        log.info("spool.replay", source=source, account=name, pending_events=spool.pending_events)
+    return spool, publisher
+
+
+def _add_docplanner(parts: Parts, account: DocPlannerAccount) -> None:
+    streams = parts.settings.streams
+    expand = PullExpander(
+        account.name, streams.docplanner, streams.deadletter, parts.metrics, parts.wall_clock
+    )
+    spool, publisher = _spool_and_publisher(parts, "docplanner", account.name, expand=expand)
+    budget = SlidingWindowBudget(account.requests_per_hour, 3600.0)
+    # The GET budget governs only the pulls (see UpstreamClient): a release 429 waits for
+    # release alone.
+    http = UpstreamClient(
+        "docplanner", account.name, parts.metrics, budget, parts.clock, budgeted={"notifications"}
+    )
+    parts.clients.append(http)
+    api = DocPlannerApi(account, http)
+    if account.pulls:
+        parts.intake.append(
+            DocPlannerPuller(
+                account,
+                api,
+                spool,
+                parts.spool_budget,
+                parts.metrics,
+                streams.docplanner,
+                streams.deadletter,
+                budget,
+                on_spooled=publisher.wake.set,
+                wall_clock=parts.wall_clock,
+            )
+        )
+    if account.pushes:
+        assert account.push_token is not None, "settings require push_token for push"
+        parts.push[account.name] = PushReceiver(
+            account.name,
+            account.push_token.get_secret_value(),
+            spool,
+            parts.metrics,
+            streams.docplanner,
+            streams.deadletter,
+            parts.accepting,
+            on_spooled=publisher.wake.set,
+            wall_clock=parts.wall_clock,
+        )
+        parts.intake.append(ReleaseScheduler(account, api, parts.metrics, parts.wall_clock))
+        log.info("docplanner.push_enabled", account=account.name, mode=account.mode)
+
+
+def _add_myinvois(parts: Parts, account: MyInvoisAccount) -> None:
+    streams = parts.settings.streams
+    spool, publisher = _spool_and_publisher(
+        parts, "myinvois", account.name, watermark_stream=streams.myinvois
+    )
+    api = build_api(account, parts.metrics, parts.clock, parts.wall_clock)
+    parts.clients.append(api.http)
+    cursor = WatermarkCursor(account, publisher.read_watermark, parts.metrics, parts.wall_clock)
+    parts.intake.append(
+        MyInvoisPoller(
+            account,
+            api,
+            spool,
+            parts.metrics,
+            streams.myinvois,
+            streams.deadletter,
+            cursor,
+            parts.wall_clock,
+            on_spooled=publisher.wake.set,
+        )
+    )

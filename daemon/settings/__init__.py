@@ -1,0 +1,38 @@
+"""The one ``Settings`` object: TOML file + ``DRAINER_`` environment overrides (SPEC §4).
+
+Built once in ``main()`` by :func:`load_settings` and passed down; nothing else reads
+the environment.
+
+- :mod:`.units`: durations, sizes, timestamps;
+- :mod:`.redis_url`: what a ``[redis] url`` names;
+- :mod:`.model`: the validated sections and accounts;
+- :mod:`.load`: file + environment + ``*_file`` secrets -> ``Settings`` or ConfigError.
+"""
+
+from daemon.settings.load import DEFAULT_CONFIG_PATH, config_path, load_settings
+from daemon.settings.model import (
+    DocPlannerAccount,
+    MyInvoisAccount,
+    RedisSentinelSettings,
+    RedisSettings,
+    Settings,
+    StreamSettings,
+)
+from daemon.settings.redis_url import redact_url
+from daemon.settings.units import parse_duration, parse_size, parse_timestamp
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "DocPlannerAccount",
+    "MyInvoisAccount",
+    "RedisSentinelSettings",
+    "RedisSettings",
+    "Settings",
+    "StreamSettings",
+    "config_path",
+    "load_settings",
+    "parse_duration",
+    "parse_size",
+    "parse_timestamp",
+    "redact_url",
+]

@@ -1,0 +1,17 @@
+"""Redis, the only place the daemon writes to.
+
+- :mod:`.connect`: the client the ``[redis]`` settings ask for (one node, Sentinel, Cluster);
+- :mod:`.publish`: atomic de-duplicated ``XADD`` and the MyInvois watermarks;
+- :mod:`.lease`: per-account leases for two daemons on one config;
+- :mod:`.retention`: MINID / consumer-group trimming.
+"""
+
+from daemon.sink.publish import (
+    TRANSIENT_REDIS_ERRORS,
+    PublishResult,
+    RedisSink,
+    connect,
+    related_key,
+)
+
+__all__ = ["TRANSIENT_REDIS_ERRORS", "PublishResult", "RedisSink", "connect", "related_key"]

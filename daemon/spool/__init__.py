@@ -1,0 +1,24 @@
+"""The local write-ahead spool (SPEC §2): :mod:`.frame` is the codec, :mod:`.log` the files."""
+
+from daemon.spool.frame import (
+    MAGIC,
+    RawBatch,
+    Record,
+    decode_entries,
+    decode_payload,
+    encode_record,
+    scan,
+)
+from daemon.spool.log import SpoolBudget, SpoolLog
+
+__all__ = [
+    "MAGIC",
+    "RawBatch",
+    "Record",
+    "SpoolBudget",
+    "SpoolLog",
+    "decode_entries",
+    "decode_payload",
+    "encode_record",
+    "scan",
+]
