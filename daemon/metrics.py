@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from daemon import __version__
+from daemon.errors import SinkError
+
+log = structlog.get_logger("daemon.metrics")
 
 DEADLETTER_REASONS = (
     "unparseable_body",
@@ -165,7 +169,8 @@ class StreamLengthCollector(Collector):
     """``drainer_stream_length`` read from Redis at scrape time (never cached)."""
 
     def __init__(self, lengths: Callable[[], Iterable[tuple[str, int]]]) -> None:
-        self._lengths = lengths
+        self._lengths = lengths  # raises SinkError when Redis is not answering
+        self._failing = False
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -174,8 +179,14 @@ class StreamLengthCollector(Collector):
         try:
             for stream, length in self._lengths():
                 family.add_metric([stream], float(length))
-        except Exception:  # a scrape must not fail because Redis is down
+        except SinkError as exc:  # a scrape must not fail because Redis is down
+            if not self._failing:
+                log.warning("metrics.stream_length_unavailable", error=str(exc))
+            self._failing = True
             return
+        if self._failing:
+            log.info("metrics.stream_length_available")
+        self._failing = False
         yield family
 
 

@@ -134,7 +134,10 @@ class RedisSink:
             return False
 
     def stream_lengths(self, streams: Iterable[str]) -> list[tuple[str, int]]:
-        return [(stream, int(self.client.xlen(stream))) for stream in streams]
+        try:
+            return [(stream, int(self.client.xlen(stream))) for stream in streams]
+        except TRANSIENT_REDIS_ERRORS as exc:
+            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
 
     # --- MyInvois watermarks: stored beside the stream, in its hash slot ------------------
 

@@ -73,10 +73,10 @@ class DocPlannerPuller:
             return 3600.0
         if self.spool_budget.max_bytes - self.spool_budget.used < SPOOL_HEADROOM:
             reason = "spool full: pulling paused until Redis takes the backlog"
-            self.health.detail["not_ready"] = reason
+            self.health.set_detail("not_ready", reason)
             self.health.failed(reason, now)
             return 1.0
-        self.health.detail.pop("not_ready", None)
+        self.health.clear_detail("not_ready")
         wait = self.budget.try_acquire(now)
         if wait > 0:
             return wait

@@ -177,7 +177,7 @@ class MyInvoisPoller:
         self.last_error = None
         wall = self.wall_clock()
         self.health.succeeded(wall)
-        self.health.detail["watermark"] = rfc3339(window.date_to)
+        self.health.set_detail("watermark", rfc3339(window.date_to))
         self.metrics.last_success.labels(**self._labels).set(wall)
         self.windows_completed += 1
         self.notifications += batch.notifications
