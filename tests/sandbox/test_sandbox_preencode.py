@@ -12,7 +12,7 @@ NOTIFICATIONS = NotificationFactory(7).batch(150, 1_790_000_000.0)
 
 
 def _pull_all(preencode: bool) -> tuple[list[bytes], int]:
-    client = DocPlannerClient(client_id="id", client_secret="secret")  # noqa: S106
+    client = DocPlannerClient(client_id="id", client_secret="secret")
     with (
         DocPlannerSandbox(clients=[client], seed=7, preencode=preencode) as dp,
         requests.Session() as session,

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import math
 
-from daemon.envelope import PullBatch, canonical_json, docplanner_event_id, parse_pull_body
-from daemon.sources.docplanner.expand import build_entries
+import pytest
+from prometheus_client import CollectorRegistry
+
+from daemon.envelope import (
+    InexactJsonError,
+    PullBatch,
+    StreamEntry,
+    canonical_json,
+    docplanner_event_id,
+    parse_pull_body,
+)
+from daemon.metrics import Metrics
+from daemon.sources.docplanner.expand import PullExpander
+from daemon.spool import RawBatch
 
 # Computed with the json-module implementation (before orjson), never to be edited.
 BODY = (
@@ -44,11 +57,79 @@ def test_event_ids_of_fixed_notifications_are_pinned() -> None:
     assert [docplanner_event_id("acme", item) for item in _items()] == IDS
 
 
+def _expanded(body: bytes) -> list[StreamEntry]:
+    """The entries ``drainer run`` builds from one pulled body."""
+    metrics = Metrics(CollectorRegistry(), [("docplanner", "acme")])
+    expand = PullExpander("acme", "s", "dl", metrics, lambda: 0.0)
+    return expand(RawBatch(1_793_614_740.0, "pull", body))
+
+
 def test_pulled_entries_carry_the_pinned_ids_and_payload() -> None:
     """The pull expansion path yields the same ids and the same canonical payload bytes."""
-    received = datetime(2026, 11, 2, 10, 19, tzinfo=UTC)
-    entries, reasons, _ = build_entries("acme", "s", "dl", _items(), received, "pull")
-    assert reasons == {}
+    entries = _expanded(BODY)
     assert [entry.event_id for entry in entries] == IDS
     assert entries[1].fields["payload"] == PRICE_PAYLOAD
     assert canonical_json(_items()[1]) == PRICE_PAYLOAD
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_each_notification_alone_keeps_its_id(index: int) -> None:
+    """Alone in a body (so orjson reads the strict ones), each item keeps its pinned id."""
+    parts = _split_items(BODY.split(b'{"notifications":[', 1)[1].rsplit(b"]", 1)[0])
+    body = b'{"notifications":[' + parts[index] + b'],"remaining":0}'
+    batch = parse_pull_body(body)
+    assert isinstance(batch, PullBatch)
+    assert batch.finite == (index != 3), "orjson reads all but the NaN one"
+    if index in (0, 2):  # plain items take the fast path, with the json module's text
+        assert canonical_json(batch.items[0], finite=True) == canonical_json(batch.items[0])
+    assert [entry.event_id for entry in _expanded(body)] == [IDS[index]]
+
+
+def test_wide_integers_and_nan_keep_the_json_module_meaning() -> None:
+    """A >64-bit integer stays an int and NaN is still accepted (not strict-rejected)."""
+    body = b'{"notifications":[{"name":"n","created_at":"2026-11-02T10:18:35Z","data":'
+    body += b'{"n":-9223372036854775809,"m":18446744073709551616}}]}'
+    (entry,) = _expanded(body)
+    assert entry.fields["payload"].endswith(
+        '"data":{"m":18446744073709551616,"n":-9223372036854775809},"name":"n"}'
+    )
+    batch = parse_pull_body(b'{"notifications":[NaN]}')
+    assert isinstance(batch, PullBatch) and math.isnan(batch.items[0]) and not batch.finite
+    assert canonical_json([float("nan")]) == "[NaN]"
+    with pytest.raises(InexactJsonError):
+        canonical_json({"b": 1e-05, "a": None}, finite=True)
+
+
+def test_floats_read_by_orjson_keep_the_json_module_text() -> None:
+    """Exponents, tiny and huge floats read by orjson are written exactly as json writes them."""
+    body = (
+        b'{"notifications":[{"name":"f","created_at":"2026-11-02T10:18:35Z","data":{"a":'
+        b"[0.00001,1e-07,1E5,1e16,1.5e300,5e-324,0.0001,123.456,-0.0,9007199254740993]}}]}"
+    )
+    reference = json.loads(body)["notifications"][0]
+    expected = json.dumps(reference, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    (entry,) = _expanded(body)
+    assert entry.fields["payload"] == expected
+    assert entry.event_id == docplanner_event_id("acme", reference)
+
+
+def test_deep_nesting_is_decided_by_the_json_module() -> None:
+    """An item deeper than orjson writes still gets its json-module entry, not an error."""
+    deep = b'{"name":"d","created_at":"2026-11-02T10:18:35Z","data":{"x":' + b"[" * 300
+    deep += b"]" * 300 + b"}}"
+    (entry,) = _expanded(b'{"notifications":[' + deep + b"]}")
+    assert entry.event_id == docplanner_event_id("acme", json.loads(deep))
+
+
+def _split_items(text: bytes) -> list[bytes]:
+    """Top-level objects of a JSON array body (braces inside strings are balanced here)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char == ord("{"):
+            depth += 1
+        elif char == ord("}"):
+            depth -= 1
+            if depth == 0:
+                parts.append(text[start : index + 1])
+                start = index + 2
+    return parts
