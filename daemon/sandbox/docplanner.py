@@ -269,6 +269,7 @@ class DocPlannerSandbox(SandboxServer):
             if not 1 <= limit <= 100:
                 errors = {"limit": ["This value should be between 1 and 100."]}
                 return _error(400, "Invalid arguments", headers, errors=errors)
+        popped: list[tuple[float, Any, bytes | None]] = []
         with self._lock:
             self._expire(account, now)
             if kind == "malformed" and not multiple:
@@ -289,8 +290,8 @@ class DocPlannerSandbox(SandboxServer):
             account.handed_out.extend(items)
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         content_type = f"{MEDIA_TYPE}; charset=UTF-8"
-        encoded = [raw for _, _, raw in popped] if multiple and kind != "malformed" else []
-        if encoded and all(raw is not None for raw in encoded):
+        encoded = [raw for _, _, raw in popped if raw is not None] if multiple else []
+        if encoded and kind != "malformed" and len(encoded) == len(items):
             # docplanner-api-notes.md §1 PullMultipleNotificationsResponse, same bytes pre-encoded.
             body = b"".join((b'{"notifications":[', b",".join(encoded), b'],"remaining":'))
             return Response(200, body + b"%d}" % remaining, content_type, headers, action=action)
