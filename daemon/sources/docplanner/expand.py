@@ -18,11 +18,10 @@ from daemon.envelope import (
     Invalid,
     PullBatch,
     StreamEntry,
-    check_docplanner,
     deadletter_entry,
+    docplanner_created,
     docplanner_entry,
     parse_pull_body,
-    parse_time,
     rfc3339,
     to_raw,
 )
@@ -53,10 +52,11 @@ def build_entries(
     created: list[datetime] = []
     received = rfc3339(received_at)  # once per batch, not per item
     for position, item in enumerate(items):
-        problem = check_docplanner(item)
-        if problem is None:
+        checked = docplanner_created(item)  # the problem, or created_at parsed once
+        problem = checked if isinstance(checked, str) else None
+        if not isinstance(checked, str):
             assert isinstance(item, dict)
-            moment = parse_time(item["created_at"])
+            moment = checked
             try:
                 entries.append(
                     docplanner_entry(
@@ -66,8 +66,7 @@ def build_entries(
             except ValueError as exc:
                 problem = str(exc)
             else:
-                if moment is not None:
-                    created.append(moment)
+                created.append(moment)
         if problem is not None:
             try:
                 raw = to_raw(item, finite=finite)
@@ -108,6 +107,12 @@ class PullExpander:
     def __call__(self, raw: RawBatch) -> list[StreamEntry]:
         received_at = datetime.fromtimestamp(raw.received_at, tz=UTC)
         parsed = parse_pull_body(raw.body)
+        built = None
+        if isinstance(parsed, PullBatch):
+            try:
+                built = self._build(parsed, received_at, raw.delivery)
+            except InexactJsonError:  # rare: a number or nesting orjson may not render alike
+                parsed = parse_pull_body(raw.body, exact=True)
         if isinstance(parsed, Invalid):
             # Popped upstream already: the raw body is the only copy left. Dead-letter it whole.
             self.metrics.deadletter.labels(**self._labels, reason=parsed.reason).inc()
@@ -122,12 +127,7 @@ class PullExpander:
                     self.deadletter_stream, "docplanner", self.account, parsed, received_at
                 )
             ]
-        try:
-            entries, reasons, created = self._build(parsed, received_at, raw.delivery)
-        except InexactJsonError:  # rare: a float or wide integer orjson may not render alike
-            parsed = parse_pull_body(raw.body, exact=True)
-            assert isinstance(parsed, PullBatch), "orjson read it, so json does"
-            entries, reasons, created = self._build(parsed, received_at, raw.delivery)
+        entries, reasons, created = built or self._build(parsed, received_at, raw.delivery)
         for reason, count in reasons.items():
             self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
         self.metrics.events_received.labels(**self._labels).inc(len(created))
