@@ -66,7 +66,7 @@ def parse_time(value: object) -> datetime | None:
 
 # Number text where orjson and ``json`` may differ: exponents (also every integer orjson
 # read as a float because it does not fit 64 bits) and floats below 1e-4.
-_FLOAT_TEXT = re.compile(rb"[:,\[]-?(?:\d+(?:\.\d+)?e|0\.0000)")
+_FLOAT_TEXT = re.compile(rb"(?:^|[:,\[])-?(?:\d+(?:\.\d+)?e|0\.0000)")
 
 
 class InexactJsonError(Exception):

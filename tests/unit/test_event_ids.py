@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from daemon.envelope import (
@@ -96,8 +99,9 @@ def test_wide_integers_and_nan_keep_the_json_module_meaning() -> None:
     batch = parse_pull_body(b'{"notifications":[NaN]}')
     assert isinstance(batch, PullBatch) and math.isnan(batch.items[0]) and not batch.finite
     assert canonical_json([float("nan")]) == "[NaN]"
-    with pytest.raises(InexactJsonError):
-        canonical_json({"b": 1e-05, "a": None}, finite=True)
+    for value in ({"b": 1e-05, "a": None}, [1e16], 1e-05, 2.5e-300):
+        with pytest.raises(InexactJsonError):
+            canonical_json(value, finite=True)
 
 
 def test_floats_read_by_orjson_keep_the_json_module_text() -> None:
@@ -133,3 +137,29 @@ def _split_items(text: bytes) -> list[bytes]:
                 parts.append(text[start : index + 1])
                 start = index + 2
     return parts
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES)
+def test_orjson_path_gives_the_json_text_or_steps_aside(value: object) -> None:
+    """Any strict JSON read by orjson is written as json writes it, or InexactJsonError."""
+    body = json.dumps({"data": value}).encode()
+    reference = json.dumps(
+        json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    try:
+        fast = canonical_json(orjson.loads(body), finite=True)
+    except InexactJsonError:
+        return
+    assert fast == reference
