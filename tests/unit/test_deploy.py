@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics, StreamLengthCollector, exported_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "notification-drainer.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 UNIT = ROOT / "deploy" / "systemd" / "notification-drainer.service"

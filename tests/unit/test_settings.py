@@ -11,7 +11,7 @@ import pytest
 from daemon.errors import ConfigError
 from daemon.settings import load_settings, parse_duration, parse_size
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "drainer.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "drainer.example.toml"
 MINIMAL = """
 [[docplanner]]
 name = "pl"
