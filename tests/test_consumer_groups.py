@@ -16,7 +16,7 @@ from daemon.commands.demo.localredis import LocalRedis
 from daemon.metrics_groups import ConsumerGroupCollector
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
-from daemon.sink.groups import read_groups, read_stream_groups
+from daemon.sink.groups import group_stats, read_groups, read_stream_groups
 from daemon.sink.retention import RetentionWorker, consumer_group_floor, parse_id
 from tests.helpers import Daemon, dp_account, wait_for, write_config
 
@@ -222,3 +222,17 @@ def test_retention_modes_pick_where_the_publish_script_trims() -> None:
 def test_groups_of_a_missing_stream_are_empty(client: redis.Redis) -> None:
     """A stream nobody has written yet has no groups (no error, nothing exported)."""
     assert read_stream_groups(client, "drainer:{absent}").groups == ()
+
+
+def test_on_redis_6_lag_is_derived_only_where_certain() -> None:
+    """Redis 6.2 replies (no lag, no entries-added): 0 or length when certain, else unknown."""
+    stream = {"length": 50, "first-entry": ("100-0", {}), "last-generated-id": "149-0"}
+
+    def group(last: str) -> dict[str, object]:
+        return {"name": "g", "consumers": 1, "pending": 0, "last-delivered-id": last}
+
+    caught_up, before_first, midway = (
+        group_stats(group(last), stream) for last in ("149-0", "10-0", "120-0")
+    )
+    assert (caught_up.lag, before_first.lag, midway.lag) == (0, 50, None)
+    assert {caught_up.lost_entries, before_first.lost_entries, midway.lost_entries} == {None}
