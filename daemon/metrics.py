@@ -138,6 +138,13 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__).set(1)
+        self.trimmed_unread = Counter(
+            "drainer_retention_trimmed_unread_total",
+            "Entries retention trimmed (hard cap stream_maxlen) before every consumer group "
+            "had acknowledged them.",
+            ("stream",),
+            registry=registry,
+        )
         for source, account in accounts:
             self.add_account(source, account)
 

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = Metrics(CollectorRegistry(), [("myinvois", account.name)])
     client = connect(settings.redis)  # TLS, Sentinel or Cluster as configured
-    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
+    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.publish_maxlen)
     api = build_api(account, metrics, requests_per_minute=args.requests_per_minute)
     cursor = RangeCursor(since, until)
     streams = settings.streams

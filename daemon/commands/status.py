@@ -1,4 +1,5 @@
-"""``drainer status``: per account cursor, spool backlog, stream length, last success/error.
+"""``drainer status``: per account cursor, spool backlog, stream length, last success/error,
+and each stream's consumer groups (lag, pending, oldest pending age, lost entries).
 
 Read-only and safe beside a running daemon: the spool is scanned without being opened
 for writing, Redis is only read, and the running daemon (if any) is asked for its
@@ -22,7 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.envelope import PullBatch, parse_pull_body
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import connect, related_key
+from daemon.sink.groups import read_groups
 from daemon.spool import decode_payload, scan
+
+STATUS_GROUP_LIMIT = 1000  # a terminal, not a metrics label set: show (nearly) every group
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,11 +90,24 @@ def collect(settings: Settings) -> dict[str, Any]:
     client = connect(settings.redis, timeout=2)
     streams = settings.streams
     lengths: dict[str, int | None] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     try:
         for stream in (streams.docplanner, streams.myinvois, streams.deadletter):
             lengths[stream] = int(client.xlen(stream))
+        for found in read_groups(client, list(lengths), limit=STATUS_GROUP_LIMIT):
+            groups[found.stream] = [
+                {
+                    "group": g.group,
+                    "consumers": g.consumers,
+                    "lag": g.lag,
+                    "pending": g.pending,
+                    "oldest_pending_age_seconds": round(g.oldest_pending_age, 3),
+                    "lost_entries": g.lost_entries,
+                }
+                for g in found.groups
+            ]
     except redis.RedisError as exc:
-        lengths = {"error": None}
+        lengths, groups = {"error": None}, {}
         redis_error: str | None = f"{type(exc).__name__}: {exc}"
     else:
         redis_error = None
@@ -140,6 +157,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "daemon": ready,
         "redis": redis_error or "ok",
         "stream_lengths": lengths,
+        "consumer_groups": groups,
         "accounts": accounts,
     }
 
@@ -194,4 +212,27 @@ def run(args: argparse.Namespace) -> int:
             account["last_error"] or "",
         )
     console.print(table)
+    console.print(group_table(report["consumer_groups"]))
     return 0
+
+
+def group_table(groups: dict[str, list[dict[str, Any]]]) -> Any:
+    """Each stream's consumer groups; a stream without groups says so."""
+    from rich.table import Table
+
+    table = Table("stream", "group", "consumers", "lag", "pending", "oldest pending", "lost")
+    for stream, found in groups.items():
+        if not found:
+            table.add_row(stream, "(no consumer group)", "", "", "", "", "")
+        for g in found:
+            lost = {True: "YES", False: "no", None: "?"}[g["lost_entries"]]
+            table.add_row(
+                stream,
+                g["group"],
+                str(g["consumers"]),
+                "?" if g["lag"] is None else str(g["lag"]),
+                str(g["pending"]),
+                f"{g['oldest_pending_age_seconds']:.0f}s" if g["pending"] else "—",
+                lost,
+            )
+    return table

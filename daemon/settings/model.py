@@ -66,8 +66,11 @@ class RedisSettings(_Section):
     sentinel: RedisSentinelSettings | None = None
     leases: bool = False
     lease_ttl: Duration = 15.0
-    retention: Literal["maxlen", "minid", "consumer_groups"] = "maxlen"
+    retention: Literal["consumer_groups_capped", "maxlen", "minid", "consumer_groups"] = (
+        "consumer_groups_capped"
+    )
     retention_age: Duration = 7 * 86400.0
+    group_metrics_limit: int = Field(default=20, ge=0)  # groups exported per stream
 
     # Validators run in field order and only on keys that were set, so each one below
     # checks its key against the keys declared above it and the error names that key.
@@ -75,8 +78,8 @@ class RedisSettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _no_maxlen_unless_maxlen(cls, data: Any) -> Any:
-        # With minid/consumer_groups retention, the publish script must not MAXLEN-trim.
-        if isinstance(data, dict) and data.get("retention", "maxlen") != "maxlen":
+        # With minid/consumer_groups retention, stream_maxlen has no meaning: it is 0.
+        if isinstance(data, dict) and data.get("retention") in ("minid", "consumer_groups"):
             data = {"stream_maxlen": 0, **data}
         return data
 
@@ -130,8 +133,11 @@ class RedisSettings(_Section):
     @field_validator("retention")
     @classmethod
     def _retention(cls, value: str, info: ValidationInfo) -> str:
-        if value != "maxlen" and info.data.get("stream_maxlen"):
-            raise ValueError('stream_maxlen must be 0 or unset unless retention = "maxlen"')
+        if value in ("minid", "consumer_groups") and info.data.get("stream_maxlen"):
+            raise ValueError(
+                'stream_maxlen must be 0 or unset unless retention = "maxlen" or'
+                ' "consumer_groups_capped"'
+            )
         return value
 
     @field_validator("retention_age")
@@ -140,6 +146,11 @@ class RedisSettings(_Section):
         if value <= 0:
             raise ValueError("must be positive")
         return value
+
+    @property
+    def publish_maxlen(self) -> int:
+        """The publish script's inline ``MAXLEN ~`` (only ``retention = "maxlen"`` trims there)."""
+        return self.stream_maxlen if self.retention == "maxlen" else 0
 
     @model_validator(mode="after")
     def _cert_needs_key(self) -> RedisSettings:

@@ -93,3 +93,23 @@ def test_status_counts_a_spool_backlog_while_redis_is_down(tmp_path: Path) -> No
     report = json.loads(result.stdout)
     assert report["redis"] != "ok"
     assert report["accounts"][0]["spool_pending_notifications"] == 300
+
+
+def test_status_lists_each_streams_consumer_groups_with_lag_and_pending(
+    tmp_path: Path, redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """Table and --json: every group of a stream with its lag and pending count."""
+    for n in range(30):
+        redis_client.xadd(STREAM, {"n": str(n)})
+    redis_client.xgroup_create(STREAM, "billing", id="0")
+    redis_client.xgroup_create(STREAM, "audit", id="$")
+    redis_client.xreadgroup("billing", "w1", {STREAM: ">"}, count=10)  # 10 pending, 20 lag
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    result = status(config, "--json")
+    human = status(config)
+    assert result.returncode == 0, result.stderr
+    groups = {g["group"]: g for g in json.loads(result.stdout)["consumer_groups"][STREAM]}
+    assert (groups["billing"]["lag"], groups["billing"]["pending"]) == (20, 10)
+    assert (groups["audit"]["lag"], groups["audit"]["pending"]) == (0, 0)
+    assert groups["billing"]["consumers"] == 1 and groups["billing"]["lost_entries"] is False
+    assert "billing" in human.stdout and "audit" in human.stdout, human.stdout
