@@ -73,8 +73,13 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
     client = connect(settings.redis)
-    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
     streams = settings.streams
+    sink = RedisSink(
+        client,
+        settings.redis.dedupe_window,
+        settings.redis.stream_maxlen,
+        {streams.myinvois: settings.redis.dedupe_window_myinvois},
+    )
     registry.register(
         StreamLengthCollector(
             lambda: sink.stream_lengths([streams.docplanner, streams.myinvois, streams.deadletter])
