@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     secrets = [account.secret()]
     warning = window_warning(since, sink.dedupe_window(streams.myinvois), time.time())
     if warning:
-        console.print(warning, highlight=False)
+        console.print(warning, highlight=False, soft_wrap=True)
     try:
         if not sink.ping():
             raise SinkError(f"redis at {redact_url(settings.redis.url)} is not answering")

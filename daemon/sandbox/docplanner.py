@@ -271,6 +271,9 @@ class DocPlannerSandbox(SandboxServer):
         if kind == "waf":
             # Not documented by DocPlanner (SPEC §1: WAF challenges, 405 with an HTML body).
             return waf_response()
+        if kind == "400":
+            # [G] errors: "400 - Bad Request"; on a pull: docs silent (a refusal that stops).
+            return _error(400, "Bad request", headers)
         if kind == "403":
             # Pull operations document only 200 and 404; the OpenAPI's Fundamentals give
             # "403 - Forbidden: You don't have the access rights to perform this action"

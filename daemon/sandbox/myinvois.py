@@ -317,6 +317,10 @@ class MyInvoisSandbox(SandboxServer):
             # stricter than the client (403 Forbidden, "does not have access to the data
             # requested"), whatever headers the GET carries.
             return _error(403, "Forbidden", "The token does not represent this taxpayer")
+        if kind == "400":
+            # Standard errors: 400 BadRequest, "Request should not be repeated without
+            # modifying the parameters".
+            return _error(400, "BadRequest", "The request is not valid")
         if kind == "403":
             # Standard errors: 403 "client does not have access to the API or data
             # requested"; when it stops is not documented (a transient refusal).
