@@ -120,6 +120,18 @@ class Metrics:
             labels,
             registry=registry,
         )
+        self.upstream_forbidden = Counter(
+            "drainer_upstream_forbidden_total",
+            "403 answers on a pull or a page; the account backs off and retries.",
+            labels,
+            registry=registry,
+        )
+        self.myinvois_page_size_reduced = Counter(
+            "drainer_myinvois_page_size_reduced_total",
+            "Times MyInvois refused our pageSize (a 400 naming it) and the page size was halved.",
+            labels,
+            registry=registry,
+        )
         self.last_success = Gauge(
             "drainer_last_success_timestamp_seconds",
             "Unix time of the last successful cycle of the account.",
@@ -159,6 +171,7 @@ class Metrics:
             self.spool_pending,
             self.spool_bytes,
             self.last_success,
+            self.upstream_forbidden,
         ):
             metric.labels(source=source, account=account)
         for reason in DEADLETTER_REASONS:
@@ -170,6 +183,7 @@ class Metrics:
             self.docplanner_oldest_age.labels(source=source, account=account)
         else:
             self.myinvois_watermark.labels(source=source, account=account)
+            self.myinvois_page_size_reduced.labels(source=source, account=account)
 
 
 class StreamLengthCollector(Collector):

@@ -75,8 +75,13 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
     client = connect(settings.redis)
-    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.publish_maxlen)
     streams = settings.streams
+    sink = RedisSink(
+        client,
+        settings.redis.dedupe_window,
+        settings.redis.publish_maxlen,
+        {streams.myinvois: settings.redis.dedupe_window_myinvois},
+    )
     all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
     registry.register(StreamLengthCollector(lambda: sink.stream_lengths(all_streams)))
     limit = settings.redis.group_metrics_limit

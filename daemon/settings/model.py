@@ -57,6 +57,9 @@ class RedisSentinelSettings(_Section):
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     dedupe_window: Duration = 86400.0
+    # MyInvois seen-keys live longer: its volumes are tiny, and a backfill over the last
+    # month must never republish what is already on the stream (README "De-duplication").
+    dedupe_window_myinvois: Duration = 35 * 86400.0
     stream_maxlen: int = Field(default=1_000_000, ge=0)
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
@@ -262,12 +265,34 @@ class DocPlannerAccount(_Account):
 
 
 class MyInvoisAccount(_Account):
-    on_behalf_of: str | None = None
+    identity_url: str | None = None  # the identity service (token endpoint); default base_url
+    on_behalf_of: str | None = None  # intermediaries: the taxpayer's TIN, sent at login
     interval: Duration = 60.0
     overlap: Duration = 600.0
     start_at: Timestamp | None = None
     page_size: int = Field(default=100, ge=1, le=100)
     requests_per_minute: int = Field(default=12, ge=1)
+
+    @field_validator("identity_url")
+    @classmethod
+    def _identity_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("on_behalf_of")
+    @classmethod
+    def _tin(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9:]{1,40}", value):
+            raise ValueError("must be a TIN such as C1234567890 (or TIN:ROB)")
+        return value
+
+    @property
+    def token_base(self) -> str:
+        """Where ``/connect/token`` lives: ``identity_url``, else ``base_url`` (SPEC §1)."""
+        return self.identity_url or self.base_url
 
 
 class Settings(BaseSettings):

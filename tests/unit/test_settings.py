@@ -38,6 +38,12 @@ def drainer(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+MI = (
+    '[[myinvois]]\nname = "mi"\nbase_url = "https://api.example"\n'
+    'client_id = "id"\nclient_secret = "s3cr3t-value"\n'
+)
+
+
 def test_example_config_is_valid() -> None:
     """The shipped example passes check-config."""
     result = drainer("check-config", "--config", str(EXAMPLE))
@@ -52,6 +58,9 @@ def test_example_config_is_valid() -> None:
         (MINIMAL + "bogus = 1\n", "docplanner[0].bogus"),
         ("[redis]\nurl = 'http://x'\n", "redis.url"),
         ("[redis]\ndedupe_window = 'soon'\n", "redis.dedupe_window"),
+        ("[redis]\ndedupe_window_myinvois = 'a month'\n", "redis.dedupe_window_myinvois"),
+        (MI + 'identity_url = "ftp://id"\n', "myinvois[0].identity_url"),
+        (MI + 'on_behalf_of = "C1 2"\n', "myinvois[0].on_behalf_of"),
         ("[spool]\nmax_bytes = '12 parsecs'\n", "spool.max_bytes"),
         ("[server]\nlisten = 'nowhere'\n", "server.listen"),
         ("[log]\nlevel = 'chatty'\n", "log.level"),
