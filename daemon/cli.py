@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", demo, "local sandboxes + Redis + the daemon, with a live view; no setup"),
         ("sandbox", sandbox, "run the DocPlanner and MyInvois sandboxes alone"),
     ):
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=getattr(module, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
     return parser

@@ -29,8 +29,13 @@ def config_path(cli_path: str | None, environ: Mapping[str, str]) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read, validate and resolve the configuration, or raise a one-line ConfigError."""
+def load_settings(
+    path: Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Settings:
+    """Read, validate and resolve the configuration, or raise a one-line ConfigError.
+
+    ``secrets=False`` leaves every ``*_file`` secret unread (``drainer status`` needs none).
+    """
     environ = os.environ if environ is None else environ
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -44,6 +49,8 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         settings = Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from None
+    if not secrets:
+        return settings
     return _resolve_secret_files(settings, path, environ)
 
 
