@@ -130,6 +130,12 @@ class Metrics:
             "1 while the daemon's main loop is running.",
             registry=registry,
         )
+        self.ready = Gauge(
+            "drainer_ready",
+            "1 when /readyz answers 200: Redis answers and no account is failing past its"
+            " deadline (computed at scrape time; a quiet account is ready).",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "drainer_build_info",
             "Build information; the value is always 1.",

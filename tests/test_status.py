@@ -18,7 +18,7 @@ from daemon.commands.status import (
     problems,
 )
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, dp_account, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 
@@ -162,3 +162,26 @@ def test_problems_map_to_documented_codes() -> None:
     }
     assert [code for code, _ in problems(redis_gone)] == [EXIT_REDIS_DOWN]
     assert EXIT_NOT_READY > EXIT_REDIS_DOWN > EXIT_DAEMON_UNREACHABLE > 2
+
+
+def test_quiet_push_only_account_is_ready_and_status_exits_0(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """A push-only account that receives nothing: /readyz 200, drainer_ready 1, status exit 0."""
+    port, token = free_port(), "t" * 32
+    url = f"http://127.0.0.1:{port}/push/docplanner/pl"
+    clients = [DocPlannerClient("pl-id", "pl-secret-value", push_url=url, push_token=token)]
+    with DocPlannerSandbox(clients=clients) as sandbox:
+        config = write_config(
+            tmp_path / "drainer.toml",
+            redis_server.url,
+            docplanner=[dp_account("pl", sandbox, mode="push", push_token=token)],
+            listen_port=port,
+        )
+        with Daemon(config) as daemon:
+            wait_for(lambda: daemon.get("/readyz") == 200, 20, "ready")
+            assert "\ndrainer_ready 1.0\n" in daemon.metrics()
+            result = status(config)
+            assert daemon.stop() == 0
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
