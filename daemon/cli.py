@@ -16,7 +16,7 @@ import structlog
 
 from daemon import __version__
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerError
-from daemon.logs import configure_logging
+from daemon.logs import configure_logging, is_configured, journal_stream
 from daemon.settings import Settings, config_path, load_settings
 
 Command = Callable[[argparse.Namespace], int]
@@ -42,8 +42,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.runtime.wiring import build
 
     settings = _settings(args)
-    configure_logging(settings.log.level, settings.log.format, settings.secret_values())
-    runtime = Runtime(build(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
+    configure_logging(
+        settings.log.level,
+        settings.log.format,
+        settings.secret_values(),
+        journal=journal_stream(os.environ.get("JOURNAL_STREAM"), sys.stdout),
+    )
+    parts = build(settings)
+    try:
+        runtime = Runtime(parts, Notifier(os.environ.get("NOTIFY_SOCKET")))
+    except OSError as exc:  # the listener could not bind: one line, not a traceback
+        raise DrainerError(
+            f"cannot listen on server.listen {settings.server.listen}: {exc.strerror or exc}"
+        ) from None
     with capture_signals(runtime.signals, exit_on_second=True):
         return runtime.run()
 
@@ -118,9 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"drainer: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except DrainerError as exc:
-        structlog.get_logger("daemon").error("drainer.fatal", error=str(exc))
-        print(f"drainer: {exc}", file=sys.stderr)
+    except DrainerError as exc:  # one line: a log event under `run`, else on stderr
+        if is_configured():
+            structlog.get_logger("daemon").error("drainer.fatal", error=str(exc))
+        else:
+            print(f"drainer: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_OK
