@@ -18,6 +18,7 @@ from daemon import __version__
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerError
 from daemon.logs import configure_logging, is_configured, journal_stream
 from daemon.settings import Settings, config_path, load_settings
+from daemon.settings.load import security_warnings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -48,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.secret_values(),
         journal=journal_stream(os.environ.get("JOURNAL_STREAM"), sys.stdout),
     )
+    for problem in security_warnings(settings, config_path(args.config, os.environ), os.environ):
+        structlog.get_logger("daemon").warning("config.insecure", problem=problem)
     parts = build(settings)
     try:
         runtime = Runtime(parts, Notifier(os.environ.get("NOTIFY_SOCKET")))
@@ -62,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = config_path(args.config, os.environ)
     settings = load_settings(path, os.environ)
+    for problem in security_warnings(settings, path, os.environ):
+        print(f"# warning: {problem}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
     print(json.dumps(settings.redacted(), indent=2))
     return EXIT_OK

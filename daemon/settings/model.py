@@ -11,7 +11,6 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.settings.redis_url import parse_host, parse_url, redact_url
+from daemon.settings.redis_url import parse_host, parse_url, redact_url, url_password
 from daemon.settings.units import parse_duration, parse_size, parse_timestamp
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -68,9 +67,21 @@ class RedisSettings(_Section):
     lease_ttl: Duration = 15.0
     retention: Literal["maxlen", "minid", "consumer_groups"] = "maxlen"
     retention_age: Duration = 7 * 86400.0
+    # The Redis password kept out of the config: a relative name is read from
+    # $CREDENTIALS_DIRECTORY. ``password`` holds what load_settings read; it is not a key.
+    password_file: Path | None = None
+    password: SecretStr | None = Field(default=None, exclude=True)
+    allow_eviction: bool = False  # start even if maxmemory-policy can evict dedupe keys
 
     # Validators run in field order and only on keys that were set, so each one below
     # checks its key against the keys declared above it and the error names that key.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("password: unknown key (use password_file, or the url)")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -139,6 +150,13 @@ class RedisSettings(_Section):
     def _retention_age(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _one_password(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and url_password(str(info.data.get("url", ""))):
+            raise ValueError("the url has a password already: keep it in one place")
         return value
 
     @model_validator(mode="after")
@@ -223,6 +241,7 @@ class DocPlannerAccount(_Account):
     requests_per_hour: int = Field(default=8000, ge=1)
     idle_interval: Duration = 5.0
     push_token: SecretStr | None = None
+    push_token_file: Path | None = None
     release_interval: Duration = 3600.0
 
     @field_validator("batch_size", mode="before")
@@ -235,8 +254,10 @@ class DocPlannerAccount(_Account):
 
     @model_validator(mode="after")
     def _push_needs_token(self) -> DocPlannerAccount:
-        if self.mode in ("push", "both") and not self.push_token:
-            raise ValueError("push_token is required when mode is push or both")
+        if self.push_token is not None and self.push_token_file is not None:
+            raise ValueError("set only one of push_token or push_token_file")
+        if self.mode in ("push", "both") and not (self.push_token or self.push_token_file):
+            raise ValueError("push_token or push_token_file is required when mode is push or both")
         if self.release_interval < 3600:
             raise ValueError("release_interval: DocPlanner allows one release per hour (>= 1h)")
         return self
@@ -305,9 +326,11 @@ class Settings(BaseSettings):
         """Every secret in the configuration, for the log scrubber."""
         values = [a.secret() for a in [*self.docplanner, *self.myinvois] if a.client_secret]
         values += [d.push_token.get_secret_value() for d in self.docplanner if d.push_token]
-        password = urlsplit(self.redis.url).password
+        password = url_password(self.redis.url)
         if password:
             values.append(password)
+        if self.redis.password is not None:
+            values.append(self.redis.password.get_secret_value())
         return values
 
     def redacted(self) -> dict[str, Any]:
