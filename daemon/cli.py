@@ -19,6 +19,7 @@ from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerE
 from daemon.logs import configure_logging, is_configured, journal_stream
 from daemon.settings import Settings, config_path, load_settings
 from daemon.settings.load import security_warnings
+from daemon.sink.memory import evicting_policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -52,6 +53,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for problem in security_warnings(settings, config_path(args.config, os.environ), os.environ):
         structlog.get_logger("daemon").warning("config.insecure", problem=problem)
     parts = build(settings)
+    policy = evicting_policy(parts.redis)
+    if policy is not None and not settings.redis.allow_eviction:
+        raise ConfigError(
+            f"redis.allow_eviction: Redis maxmemory-policy is {policy}: it can evict "
+            "de-duplication keys and let duplicates through; set it to noeviction (or "
+            "allow_eviction = true)"
+        )
+    if policy is not None:
+        structlog.get_logger("daemon").warning("redis.eviction_allowed", policy=policy)
     try:
         runtime = Runtime(parts, Notifier(os.environ.get("NOTIFY_SOCKET")))
     except OSError as exc:  # the listener could not bind: one line, not a traceback

@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -95,6 +96,13 @@ class RedisSettings(_Section):
     @classmethod
     def _scheme(cls, value: str) -> str:
         parse_url(value)
+        tls_options = sorted({key for key, _ in parse_qsl(urlsplit(value).query) if "ssl" in key})
+        if tls_options:
+            # e.g. ?ssl_cert_reqs=none would silently turn certificate checks off.
+            raise ValueError(
+                f"TLS options in the url query are refused ({', '.join(tls_options)}): "
+                "use tls_ca_file, tls_cert_file, tls_key_file or tls_insecure_skip_verify"
+            )
         return value
 
     @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify")
