@@ -27,6 +27,7 @@ from daemon.envelope import PullBatch, parse_pull_body
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import connect, related_key
 from daemon.spool import decode_payload, scan
+from daemon.spool.files import read_private
 
 EXIT_HEALTHY = 0
 EXIT_DAEMON_UNREACHABLE = 3
@@ -60,7 +61,7 @@ def spool_backlog(directory: Path) -> tuple[int, int, int]:
     published = spool_cursor(directory)
     records = events = size = 0
     for segment in sorted(directory.glob("*.wal")) if directory.is_dir() else []:
-        data = segment.read_bytes()
+        data = read_private(segment)
         size += len(data)
         found, _ = scan(data)
         for seq, _offset, _length, payload in found:
