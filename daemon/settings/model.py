@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.settings.redis_url import parse_host, parse_url, redact_url
+from daemon.settings.redis_url import parse_host, parse_url, redact_url, url_password
 from daemon.settings.units import parse_duration, parse_size, parse_timestamp
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -74,9 +74,21 @@ class RedisSettings(_Section):
     )
     retention_age: Duration = 7 * 86400.0
     group_metrics_limit: int = Field(default=20, ge=0)  # groups exported per stream
+    # The Redis password kept out of the config: a relative name is read from
+    # $CREDENTIALS_DIRECTORY. ``password`` holds what load_settings read; it is not a key.
+    password_file: Path | None = None
+    password: SecretStr | None = Field(default=None, exclude=True)
+    allow_eviction: bool = False  # start even if maxmemory-policy can evict dedupe keys
 
     # Validators run in field order and only on keys that were set, so each one below
     # checks its key against the keys declared above it and the error names that key.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("password: unknown key (use password_file, or the url)")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -90,6 +102,13 @@ class RedisSettings(_Section):
     @classmethod
     def _scheme(cls, value: str) -> str:
         parse_url(value)
+        tls_options = sorted({key for key, _ in parse_qsl(urlsplit(value).query) if "ssl" in key})
+        if tls_options:
+            # e.g. ?ssl_cert_reqs=none would silently turn certificate checks off.
+            raise ValueError(
+                f"TLS options in the url query are refused ({', '.join(tls_options)}): "
+                "use tls_ca_file, tls_cert_file, tls_key_file or tls_insecure_skip_verify"
+            )
         return value
 
     @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify")
@@ -154,6 +173,13 @@ class RedisSettings(_Section):
     def publish_maxlen(self) -> int:
         """The publish script's inline ``MAXLEN ~`` (only ``retention = "maxlen"`` trims there)."""
         return self.stream_maxlen if self.retention == "maxlen" else 0
+
+    @field_validator("password_file")
+    @classmethod
+    def _one_password(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and url_password(str(info.data.get("url", ""))):
+            raise ValueError("the url has a password already: keep it in one place")
+        return value
 
     @model_validator(mode="after")
     def _cert_needs_key(self) -> RedisSettings:
@@ -237,6 +263,7 @@ class DocPlannerAccount(_Account):
     requests_per_hour: int = Field(default=8000, ge=1)
     idle_interval: Duration = 5.0
     push_token: SecretStr | None = None
+    push_token_file: Path | None = None
     release_interval: Duration = 3600.0
 
     @field_validator("batch_size", mode="before")
@@ -249,8 +276,10 @@ class DocPlannerAccount(_Account):
 
     @model_validator(mode="after")
     def _push_needs_token(self) -> DocPlannerAccount:
-        if self.mode in ("push", "both") and not self.push_token:
-            raise ValueError("push_token is required when mode is push or both")
+        if self.push_token is not None and self.push_token_file is not None:
+            raise ValueError("set only one of push_token or push_token_file")
+        if self.mode in ("push", "both") and not (self.push_token or self.push_token_file):
+            raise ValueError("push_token or push_token_file is required when mode is push or both")
         if self.release_interval < 3600:
             raise ValueError("release_interval: DocPlanner allows one release per hour (>= 1h)")
         return self
@@ -341,9 +370,11 @@ class Settings(BaseSettings):
         """Every secret in the configuration, for the log scrubber."""
         values = [a.secret() for a in [*self.docplanner, *self.myinvois] if a.client_secret]
         values += [d.push_token.get_secret_value() for d in self.docplanner if d.push_token]
-        password = urlsplit(self.redis.url).password
+        password = url_password(self.redis.url)
         if password:
             values.append(password)
+        if self.redis.password is not None:
+            values.append(self.redis.password.get_secret_value())
         return values
 
     def redacted(self) -> dict[str, Any]:

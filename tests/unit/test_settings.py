@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,12 +46,20 @@ MI = (
 )
 
 
-def test_example_config_is_valid() -> None:
-    """The shipped example passes check-config."""
-    result = drainer("check-config", "--config", str(EXAMPLE))
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    """The shipped example, whose secrets are all *_file names, passes check-config."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name in ("docplanner-pl-secret", "myinvois-acme-secret", "myinvois-agent-secret"):
+        (creds / name).write_text(f"{name}-value-0123456789\n")
+        (creds / name).chmod(0o600)
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    result = drainer("check-config", "--config", str(EXAMPLE), env=env)
     assert result.returncode == 0, result.stderr
     assert '"name": "pl"' in result.stdout
-    assert "change-me" not in result.stdout
+    assert "-value-0123456789" not in result.stdout + result.stderr
+    inline = re.compile(r"^\s*(client_secret|push_token|password)\s*=", re.M)
+    assert not inline.search(EXAMPLE.read_text())
 
 
 @pytest.mark.parametrize(

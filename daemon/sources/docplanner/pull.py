@@ -101,7 +101,7 @@ class DocPlannerPuller:
             return self._backoff.next()
         if response.body is None:
             self.metrics.docplanner_queue_remaining.labels(**self._labels).set(0)
-            self.metrics.docplanner_oldest_age.labels(**self._labels).set(0)
+            self.metrics.docplanner_expiry.emptied(self.account.name, self.wall_clock())
             self._done(now)
             return self.account.idle_interval
         # Popped upstream: make it durable before anything else, parse it later (publisher).
