@@ -48,6 +48,7 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._publisher_threads: list[threading.Thread] = []
         self._last_loop = time.monotonic()
+        parts.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         settings = parts.settings
         self.server = DrainerHTTPServer(
             (settings.server.host, settings.server.port),
