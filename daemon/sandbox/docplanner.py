@@ -321,7 +321,7 @@ class DocPlannerSandbox(SandboxServer):
         content_type = f"{MEDIA_TYPE}; charset=UTF-8"
         encoded = [raw for _, _, raw in popped if raw is not None] if multiple else []
         if encoded and kind != "malformed" and len(encoded) == len(items):
-            # [OAS] PullMultipleNotificationsResponse: the same bytes, joined from pre-encoded items.
+            # [OAS] PullMultipleNotificationsResponse: the same bytes, joined pre-encoded.
             body = b"".join((b'{"notifications":[', b",".join(encoded), b'],"remaining":'))
             return Response(200, body + b"%d}" % remaining, content_type, headers, action=action)
         # [OAS] PullMultipleNotificationsResponse {notifications, remaining}; single: one object.
