@@ -375,3 +375,39 @@ def test_connection_flood_past_the_limit_loses_no_push_and_adds_no_thread(
     assert codes == [204] * 100
     assert max(most) == before, "no thread per connection"
     settle(front, redis_client, documents)
+
+
+# --- the WSGI app in-process ----------------------------------------------------------------
+
+
+class _Exploding:
+    def authorized(self, token: str | None) -> bool:
+        return token == TOKEN
+
+    def handle(self, token: str | None, body: bytes) -> tuple[int, dict[str, Any] | None]:
+        raise RuntimeError(f"boom {TOKEN}")
+
+
+def test_an_app_error_is_a_500_json_without_traceback_and_no_connection_header() -> None:
+    """A failing handler gets 500 with a plain JSON body; the app sets no hop-by-hop header."""
+    from io import BytesIO
+
+    from prometheus_client import CollectorRegistry
+
+    from daemon.server.apps import Router
+
+    router = Router(CollectorRegistry(), lambda: True, lambda: (True, {}), {"pl": _Exploding()})
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+    environ = {
+        "PATH_INFO": PUSH,
+        "REQUEST_METHOD": "POST",
+        "HTTP_X_DRAINER_TOKEN": TOKEN,
+        "CONTENT_LENGTH": "2",
+        "wsgi.input": BytesIO(b"{}"),
+    }
+    body = b"".join(
+        router(environ, lambda status, headers, exc=None: seen.append((status, headers)))
+    )
+    assert seen[0][0] == "500 Internal Server Error"
+    assert json.loads(body) == {"error": "internal error"}
+    assert "connection" not in {name.lower() for name, _ in seen[0][1]}
