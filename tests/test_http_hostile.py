@@ -15,10 +15,13 @@ import json
 import re
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -411,3 +414,29 @@ def test_an_app_error_is_a_500_json_without_traceback_and_no_connection_header()
     assert seen[0][0] == "500 Internal Server Error"
     assert json.loads(body) == {"error": "internal error"}
     assert "connection" not in {name.lower() for name, _ in seen[0][1]}
+
+
+def test_a_push_listen_address_in_use_exits_1_with_one_line_and_no_traceback(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """``server.push_listen`` already taken: exit 1, one stderr line naming it, JSON log only."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "drainer.toml", redis_server.url)
+        text = config.read_text().replace(
+            "[server]\n", f'[server]\npush_listen = "127.0.0.1:{port}"\n'
+        )
+        config.write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"drainer: cannot listen on 127.0.0.1:{port}: ")
+    assert all(json.loads(line) for line in result.stdout.splitlines() if line.strip())

@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from waitress import wasyncore
 
+from daemon.errors import ListenError
 from daemon.server.apps import MAX_PUSH_BYTES, PushEndpoint, Readiness, Router
 from daemon.server.logbridge import route_server_logging
 from daemon.server.stats import HttpMetrics
@@ -57,7 +58,23 @@ class Listener:
             },
         )
         self._map: dict[int, Any] = {}
-        self.server: Any = server_class(
+        try:
+            self.server: Any = self._bind(server_class, router, address, settings)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {address[0]}:{address[1]}: {exc}") from None
+        self.port = int(self.server.effective_port)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        metrics.add_listener(name, self.stats)
+
+    def _bind(
+        self,
+        server_class: type[DrainerServer],
+        router: Router,
+        address: tuple[str, int],
+        settings: ServerSettings,
+    ) -> Any:
+        return server_class(
             router,
             map=self._map,
             host=address[0],
@@ -74,10 +91,6 @@ class Listener:
             ident="notification-drainer",
             clear_untrusted_proxy_headers=True,
         )
-        self.port = int(self.server.effective_port)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        metrics.add_listener(name, self.stats)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"http-{self.name}", daemon=True)
