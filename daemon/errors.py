@@ -6,7 +6,9 @@
     │   ├── TransientError     5xx, WAF 405, connection reset, timeout, truncated body: retry later
     │   ├── RateLimitedError   429: no request before ``retry_at``
     │   ├── AuthError          token endpoint refused the credentials
-    │   └── ForbiddenError     403: this client may not call this endpoint at all
+    │   ├── ForbiddenError     403 on a pull or a page: back off (capped), retry, resume
+    │   └── BadRequestError    400 on a page: our request is wrong; visible failing state
+    │       └── PageSizeRefusedError  the 400 names ``pageSize``: ask for smaller pages
     ├── SpoolError             the local write-ahead spool cannot be written
     │   └── SpoolFullError     ``spool.max_bytes`` reached: pause intake
     ├── SinkError              Redis did not accept a publish (connection, timeout, OOM)
@@ -53,7 +55,15 @@ class AuthError(UpstreamError):
 
 
 class ForbiddenError(UpstreamError):
-    """403: the client is not allowed to use this endpoint; stop calling it."""
+    """403: not allowed now. Pulls and pages back off (capped) and retry; release stops."""
+
+
+class BadRequestError(UpstreamError):
+    """400 on a request we built: repeating it unchanged cannot help (MyInvois BadRequest)."""
+
+
+class PageSizeRefusedError(BadRequestError):
+    """A 400 that names ``pageSize``: the administrators' maximum is below what we asked."""
 
 
 class SpoolError(DrainerError):

@@ -48,6 +48,7 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._publisher_threads: list[threading.Thread] = []
         self._last_loop = time.monotonic()
+        parts.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         settings = parts.settings
         self.server = HttpFront(
             settings.server, parts.registry, self.alive, self.readiness, parts.push
@@ -65,10 +66,11 @@ class Runtime:
         now = self.parts.clock()
         workers: list[Worker] = [*self.parts.intake, *self.parts.publishers]
         for worker in workers:
-            if worker.health.overdue(now):
-                reasons[worker.name] = worker.health.last_error or "failing"
-            if worker.health.detail.get("not_ready"):
-                reasons[worker.name] = str(worker.health.detail["not_ready"])
+            health = worker.health.snapshot()
+            if health.overdue(now):
+                reasons[worker.name] = health.last_error or "failing"
+            if health.detail.get("not_ready"):
+                reasons[worker.name] = str(health.detail["not_ready"])
         if self.stop_requested.is_set():
             reasons["shutdown"] = "stopping"
         detail: dict[str, Any] = {"not_ready": reasons} if reasons else {}
@@ -140,7 +142,9 @@ class Runtime:
         for publisher in self.parts.publishers:
             try:
                 drained = publisher.drain(deadline)
-            except InvariantError:
+            except InvariantError as exc:
+                log.exception("publisher.invariant_broken", worker=publisher.name)
+                self.fatal = self.fatal or exc  # ends the run with exit 1, as in the main loop
                 drained = False
             if not drained:
                 left += publisher.spool.pending_events

@@ -22,10 +22,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics, StreamLengthCollector
+from daemon.metrics_groups import ConsumerGroupCollector
 from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
+from daemon.sink.groups import read_groups
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
@@ -73,13 +75,19 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
     client = connect(settings.redis)
-    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
     streams = settings.streams
-    registry.register(
-        StreamLengthCollector(
-            lambda: sink.stream_lengths([streams.docplanner, streams.myinvois, streams.deadletter])
-        )
+    sink = RedisSink(
+        client,
+        settings.redis.dedupe_window,
+        settings.redis.publish_maxlen,
+        {streams.myinvois: settings.redis.dedupe_window_myinvois},
     )
+    all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
+    registry.register(StreamLengthCollector(lambda: sink.stream_lengths(all_streams)))
+    limit = settings.redis.group_metrics_limit
+    registry.register(ConsumerGroupCollector(lambda: read_groups(client, all_streams, limit)))
+    for stream in all_streams:
+        metrics.trimmed_unread.labels(stream=stream)
     parts = Parts(settings, metrics, registry, client, sink, SpoolBudget(settings.spool.max_bytes))
     for account in settings.docplanner:
         _add_docplanner(parts, account)
@@ -102,6 +110,8 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
                 settings.redis.retention,
                 settings.redis.retention_age,
                 wall_clock=parts.wall_clock,
+                maxlen=settings.redis.stream_maxlen,
+                on_trimmed_unread=lambda stream, n: metrics.trimmed_unread.labels(stream).inc(n),
             )
         )
     return parts

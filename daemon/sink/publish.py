@@ -9,7 +9,7 @@ Works on Redis 6.2+ (``XADD ... MAXLEN ~``, ``SET ... NX PX``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -96,11 +96,22 @@ def connect(target: RedisSettings | str, timeout: float = 5.0) -> RedisClient:
 
 
 class RedisSink:
-    """Publishes entries exactly once per de-duplication window."""
+    """Publishes entries exactly once per de-duplication window.
 
-    def __init__(self, client: RedisClient, dedupe_window: float, stream_maxlen: int) -> None:
+    ``dedupe_window`` is the default; ``windows`` maps a stream to its own window (the
+    MyInvois stream keeps its seen-keys ``dedupe_window_myinvois``, 35 days by default).
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        dedupe_window: float,
+        stream_maxlen: int,
+        windows: Mapping[str, float] | None = None,
+    ) -> None:
         self.client = client
         self._window_ms = max(1, int(dedupe_window * 1000))
+        self._windows_ms = {stream: max(1, int(w * 1000)) for stream, w in (windows or {}).items()}
         self._maxlen = stream_maxlen
         self._publish: Script = client.register_script(PUBLISH_SCRIPT)
         self._watermark: Script = client.register_script(WATERMARK_SCRIPT)
@@ -112,7 +123,8 @@ class RedisSink:
         try:
             for stream, run in _runs(entries):
                 keys = [stream, *(related_key(stream, f"seen:{e.event_id}") for e in run)]
-                args: list[str | int] = [self._window_ms, self._maxlen]
+                window = self._windows_ms.get(stream, self._window_ms)
+                args: list[str | int] = [window, self._maxlen]
                 for entry in run:
                     args.append(len(entry.fields) * 2)
                     for field, value in entry.fields.items():
@@ -127,6 +139,10 @@ class RedisSink:
             sum(published.values()), sum(duplicates.values()), published, duplicates
         )
 
+    def dedupe_window(self, stream: str) -> float:
+        """Seconds a published event_id of ``stream`` is remembered."""
+        return self._windows_ms.get(stream, self._window_ms) / 1000
+
     def ping(self) -> bool:
         try:
             return bool(self.client.ping())
@@ -134,7 +150,10 @@ class RedisSink:
             return False
 
     def stream_lengths(self, streams: Iterable[str]) -> list[tuple[str, int]]:
-        return [(stream, int(self.client.xlen(stream))) for stream in streams]
+        try:
+            return [(stream, int(self.client.xlen(stream))) for stream in streams]
+        except TRANSIENT_REDIS_ERRORS as exc:
+            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
 
     # --- MyInvois watermarks: stored beside the stream, in its hash slot ------------------
 

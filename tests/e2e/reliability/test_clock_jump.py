@@ -18,8 +18,8 @@ import redis
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
+from tests.e2e.reliability.conftest import STREAM, docplanner_payloads, dp_account, tally
 from tests.helpers import Daemon, wait_for, write_config
-from tests.reliability.conftest import STREAM, docplanner_payloads, dp_account, tally
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope import myinvois_order_key
-from daemon.errors import ForbiddenError
+from daemon.errors import AuthError, BadRequestError, ForbiddenError
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
@@ -50,7 +50,10 @@ def sandbox_clients() -> list[MyInvoisClient]:
 
 @pytest.fixture
 def sandbox() -> Iterator[MyInvoisSandbox]:
-    with MyInvoisSandbox(clients=sandbox_clients(), requests_per_minute=FAST) as server:
+    """Identity service and API on two different ports, as production may have them."""
+    with MyInvoisSandbox(
+        clients=sandbox_clients(), requests_per_minute=FAST, identity_port=0
+    ) as server:
         yield server
 
 
@@ -60,6 +63,7 @@ def account(
     values: dict[str, Any] = {
         "name": name,
         "base_url": sandbox.base_url,
+        "identity_url": sandbox.identity_url,
         "client_id": client_id,
         "client_secret": f"{client_id}-secret-value"
         if client_id == "acme-id"
@@ -95,8 +99,9 @@ def make_poller(redis_server: LocalRedis, tmp_path: Path) -> Iterator[MakePoller
         cursor = WatermarkCursor(acct, publisher.read_watermark, metrics, safety_lag=1.0)
         backoff = Backoff(base=0.05, cap=0.5)
         poller = MyInvoisPoller(
-            acct, api, spool, metrics, STREAM, DEADLETTER, cursor, backoff=backoff
-        )
+            acct, api, spool, metrics, STREAM, DEADLETTER, cursor, backoff=backoff,
+            refused_backoff=Backoff(base=0.05, cap=0.3),
+        )  # fmt: skip
         made.append(poller)
         PUBLISHERS[poller] = publisher
         return poller
@@ -147,8 +152,20 @@ def catch_up(poller: MyInvoisPoller, timeout: float = 20.0) -> None:
     )
 
 
+def finish(poller: MyInvoisPoller, timeout: float = 20.0) -> None:
+    """Tick until the poller has caught up and everything it read is on the stream."""
+    run_until(
+        poller,
+        lambda: poller.window is None and poller.caught_up and not poller.spool.pending_records,
+        timeout,
+    )
+
+
 def token_requests(sandbox: MyInvoisSandbox) -> int:
-    return sum(1 for method, path, _ in sandbox.requests if path == "/connect/token")
+    """Logins served by the identity service (none may reach the API port)."""
+    assert not any(path == "/connect/token" for _, path, _ in sandbox.requests)
+    identity = sandbox.identity if sandbox.identity is not None else sandbox
+    return sum(1 for method, path, _ in identity.requests if path == "/connect/token")
 
 
 def sample(poller: MyInvoisPoller, name: str, **labels: str) -> float:
@@ -210,10 +227,17 @@ def test_three_days_published_once_oldest_first_with_every_field(
     """1,500 notifications over 3 days, paged at 100: each once, oldest first, §3 fields right."""
     now = now_utc()
     start = now - timedelta(days=3, minutes=5)
-    sandbox.add_notifications("acme-id", 10, start=start - timedelta(hours=2), end=start)
-    added = sandbox.add_notifications(
-        "acme-id", 1500, start=start + timedelta(minutes=1), end=now - timedelta(seconds=30)
+    early = sandbox.add_notifications(
+        "acme-id", 10, start=start - timedelta(hours=2), end=start, sent_late_fraction=0
     )
+    added = sandbox.add_notifications(
+        "acme-id",
+        1500,
+        start=start + timedelta(minutes=1),
+        end=now - timedelta(seconds=30),
+        sent_late_fraction=0,  # the stream is oldest first overall only when sent = created
+    )
+    assert early
     poller = make_poller(account(sandbox, start_at=start + timedelta(seconds=1)))
     catch_up(poller)
     entries = stream_entries(redis_client, STREAM)
@@ -403,10 +427,10 @@ def test_redis_down_pauses_polling_and_keeps_the_watermark(
     assert publisher.health.failing_since is None
 
 
-def test_token_cached_refreshed_once_on_401_and_onbehalfof_sent(
+def test_intermediary_logs_in_on_behalf_of_the_tin_and_refreshes_once_on_401(
     sandbox: MyInvoisSandbox, make_poller: MakePoller
 ) -> None:
-    """An intermediary logs in once, sends onbehalfof, refreshes on 401; a wrong TIN is a 403."""
+    """onbehalfof goes on the token request: one login, pages read; a 401 logs in once more."""
     now = now_utc()
     sandbox.add_notifications("agent-id", 50, start=now - timedelta(hours=1), end=now)
     start = now - timedelta(hours=2)
@@ -421,10 +445,139 @@ def test_token_cached_refreshed_once_on_401_and_onbehalfof_sent(
     catch_up(poller)
     assert token_requests(sandbox) == 2
     assert poller.health.last_error is None and publisher_of(poller).published == 50
+
+
+def test_intermediary_without_on_behalf_of_is_a_visible_403_state(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller
+) -> None:
+    """A plain login's token cannot read the taxpayer: 403, named in health, counted, retried."""
+    start = now_utc() - timedelta(hours=2)
+    plain = make_poller(account(sandbox, name="plain", client_id="agent-id", start_at=start))
+    run_until(plain, lambda: sample(plain, "drainer_upstream_forbidden_total") >= 2)
+    assert isinstance(plain.last_error, ForbiddenError)
+    assert "403" in str(plain.health.detail["not_ready"])
     wrong = make_poller(account(sandbox, name="wrong", client_id="agent-id",
                                 on_behalf_of="C0000000000", start_at=start))  # fmt: skip
     run_until(wrong, lambda: wrong.health.failing_since is not None)
-    assert isinstance(wrong.last_error, ForbiddenError)
+    assert isinstance(wrong.last_error, AuthError), "a TIN it does not represent: login refused"
+
+
+def intermediary_3_days(sandbox: MyInvoisSandbox) -> tuple[list[dict[str, Any]], datetime]:
+    now = now_utc()
+    start = now - timedelta(days=3, minutes=5)
+    added = sandbox.add_notifications(
+        "agent-id", 900, start=start + timedelta(minutes=1), end=now - timedelta(seconds=30)
+    )
+    return added, start
+
+
+def test_intermediary_drains_3_days_once_from_a_separate_identity_port_across_a_restart(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """Tokens from the identity port, 3 days drained exactly once, a restart keeps the watermark."""
+    added, start = intermediary_3_days(sandbox)
+    late = [n for n in added if n["creationDateTime"][:13] != n["receivedDateTime"][:13]]
+    assert late, "some notifications were sent hours after they were created"
+    acct = account(
+        sandbox, name="agent", client_id="agent-id", on_behalf_of=TIN, page_size=50,
+        start_at=start, interval=0.2,
+    )  # fmt: skip
+    watermark_key = "drainer:{myinvois}:watermark:agent"
+    first = make_poller(acct)
+    run_until(
+        first, lambda: first.windows_completed >= 2 and not first.spool.pending_records
+    )  # the middle of the history: two of the four day-windows are on the stream
+    stored = float(redis_client.get(watermark_key) or 0)
+    assert start.timestamp() < stored < time.time() - 86400
+    second = make_poller(acct)  # the restart: a new process finds the watermark
+    assert isinstance(second.cursor, WatermarkCursor)
+    window = second.cursor.next_window()
+    assert window is not None and window.date_from.timestamp() == int(stored - acct.overlap)
+    catch_up(second)
+    ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
+    assert max(ids.values()) == 1
+    assert set(ids) == {f"myinvois:agent:{n['notificationId']}" for n in added}
+    assert float(redis_client.get(watermark_key) or 0) > stored
+    assert token_requests(sandbox) == 2, "one login per process, on the identity port"
+    assert sandbox.identity is not None and sandbox.identity.port != sandbox.port
+
+
+def test_a_burst_of_403_on_pages_backs_off_and_resumes_without_restart(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """Five 403s mid-history: named in health, counted; afterwards every item published once."""
+    now = now_utc()
+    added = sandbox.add_notifications("acme-id", 300, start=now - timedelta(hours=5), end=now)
+    poller = make_poller(account(sandbox, page_size=20, start_at=now - timedelta(hours=6)))
+    run_until(poller, lambda: poller.requests >= 3)
+    sandbox.faults.script(["403"] * 5)
+    run_until(poller, lambda: "not_ready" in poller.health.detail)
+    assert "403" in str(poller.health.detail["not_ready"])
+    finish(poller)
+    assert sandbox.faults.pending() == 0 and sandbox.count_status(403) == 5
+    assert "not_ready" not in poller.health.detail and poller.health.failing_since is None
+    assert sample(poller, "drainer_upstream_forbidden_total") == 5
+    ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
+    assert max(ids.values()) == 1
+    assert set(ids) == {f"myinvois:acme:{n['notificationId']}" for n in added}
+
+
+def test_a_page_size_the_server_refuses_is_halved_until_accepted(
+    make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """Administrators' maximum 30: 100 -> 50 -> 25, counted twice; everything published once."""
+    with MyInvoisSandbox(
+        clients=sandbox_clients(), requests_per_minute=FAST, max_page_size=30
+    ) as sandbox:
+        now = now_utc()
+        added = sandbox.add_notifications("acme-id", 120, start=now - timedelta(hours=1), end=now)
+        poller = make_poller(account(sandbox, page_size=100, start_at=now - timedelta(hours=2)))
+        catch_up(poller)
+        assert poller.page_size == 25
+        assert sample(poller, "drainer_myinvois_page_size_reduced_total") == 2
+        assert sandbox.count_status(400) == 2, "each refused size was asked for once"
+    ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
+    assert max(ids.values()) == 1 and len(ids) == len(added)
+
+
+def test_any_other_400_is_a_visible_failing_state_that_clears(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """A 400 that does not name pageSize: not_ready names it, the page size stays, then clears."""
+    now = now_utc()
+    sandbox.add_notifications("acme-id", 40, start=now - timedelta(hours=1), end=now)
+    sandbox.faults.script(["400", "400", "400"])
+    poller = make_poller(account(sandbox, page_size=20, start_at=now - timedelta(hours=2)))
+    run_until(poller, lambda: "not_ready" in poller.health.detail)
+    assert "400" in str(poller.health.detail["not_ready"])
+    assert isinstance(poller.last_error, BadRequestError)
+    finish(poller)
+    assert poller.page_size == 20 and "not_ready" not in poller.health.detail
+    assert sample(poller, "drainer_myinvois_page_size_reduced_total") == 0
+    assert redis_client.xlen(STREAM) == 40
+
+
+def test_notifications_sent_hours_after_creation_are_published_once(
+    sandbox: MyInvoisSandbox, make_poller: MakePoller, redis_client: redis.Redis
+) -> None:
+    """Created before the watermark, sent after it: read in the window of the date sent, once."""
+    now = now_utc()
+    poller = make_poller(account(sandbox, start_at=now - timedelta(minutes=30)))
+    early = sandbox.add_notifications(
+        "acme-id", 20, start=now - timedelta(minutes=20), end=now - timedelta(minutes=1)
+    )
+    catch_up(poller)
+    watermark = float(redis_client.get(WATERMARK) or 0)
+    time.sleep(1.1)  # the next sent times are after the watermark and past the safety lag
+    sent = [datetime.fromtimestamp(time.time() - 1, UTC)] * 10
+    late = sandbox.add_notifications_at("acme-id", sent, created_before=5 * 3600)
+    assert all(n["creationDateTime"] < iso_z(now - timedelta(hours=4)) for n in late)
+    time.sleep(1.1)
+    catch_up(poller)
+    ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
+    assert max(ids.values()) == 1
+    assert set(ids) == {f"myinvois:acme:{n['notificationId']}" for n in early + late}
+    assert float(redis_client.get(WATERMARK) or 0) > watermark
 
 
 # --- the real CLI -----------------------------------------------------------------------
@@ -451,10 +604,15 @@ def test_backfill_cli_publishes_a_range_once_and_leaves_the_watermark(
         "acme-id", 400, start=now - timedelta(days=3), end=now - timedelta(days=1)
     )
     since, until = now - timedelta(days=2, hours=12), now - timedelta(days=1, hours=12)
-    inside = [n for n in added if since <= myinvois_order_key(n)[0] <= until]
+
+    def sent(item: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(item["receivedDateTime"].replace("Z", "+00:00"))
+
+    inside = [n for n in added if since <= sent(n) <= until]  # dateFrom/dateTo: date sent
     acct = {
         "name": "acme",
         "base_url": sandbox.base_url,
+        "identity_url": sandbox.identity_url,
         "client_id": "acme-id",
         "client_secret": "acme-id-secret-value",
         "requests_per_minute": FAST,
@@ -465,6 +623,7 @@ def test_backfill_cli_publishes_a_range_once_and_leaves_the_watermark(
     window = ["--account", "acme", "--since", iso_z(since), "--until", iso_z(until)]
     first = backfill(config, *window)
     assert first.returncode == 0, first.stderr
+    assert "de-duplication window" not in first.stderr, "inside the 35-day window: no warning"
     entries = stream_entries(redis_client, STREAM)
     assert [json.loads(e["payload"]) for e in entries] == sorted(inside, key=myinvois_order_key)
     assert f"{len(inside)} published" in first.stderr
@@ -481,19 +640,43 @@ def test_backfill_cli_publishes_a_range_once_and_leaves_the_watermark(
 
 
 @pytest.mark.slow
-def test_daemon_polls_myinvois_end_to_end(
-    tmp_path: Path, sandbox: MyInvoisSandbox, redis_server: LocalRedis, redis_client: redis.Redis
+def test_backfill_warns_before_starting_when_since_is_older_than_the_window(
+    tmp_path: Path, sandbox: MyInvoisSandbox, redis_server: LocalRedis
 ) -> None:
-    """``drainer run`` polls a MyInvois account onto the stream and exports its watermark."""
+    """--since 40 days ago, past the 35-day MyInvois window: a warning before any request."""
     now = now_utc()
-    sandbox.add_notifications(
-        "acme-id", 200, start=now - timedelta(hours=1), end=now - timedelta(seconds=10)
-    )
     acct = {
         "name": "acme",
         "base_url": sandbox.base_url,
+        "identity_url": sandbox.identity_url,
         "client_id": "acme-id",
         "client_secret": "acme-id-secret-value",
+        "requests_per_minute": FAST,
+    }
+    config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[acct])
+    since, until = now - timedelta(days=40), now - timedelta(days=39, hours=12)
+    done = backfill(config, "--account", "acme", "--since", iso_z(since), "--until", iso_z(until))
+    assert done.returncode == 0, done.stderr
+    warning = done.stderr.index("older than the MyInvois de-duplication window (35 days")
+    assert warning < done.stderr.index("backfill acme "), "the warning comes first"
+
+
+@pytest.mark.slow
+def test_daemon_polls_myinvois_end_to_end(
+    tmp_path: Path, sandbox: MyInvoisSandbox, redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """``drainer run`` polls an intermediary account (identity port) and exports its watermark."""
+    now = now_utc()
+    sandbox.add_notifications(
+        "agent-id", 200, start=now - timedelta(hours=1), end=now - timedelta(seconds=10)
+    )
+    acct = {
+        "name": "agent",
+        "base_url": sandbox.base_url,
+        "identity_url": sandbox.identity_url,
+        "client_id": "agent-id",
+        "client_secret": "agent-id-secret",
+        "on_behalf_of": TIN,
         "requests_per_minute": FAST,
         "interval": "500ms",
         "start_at": iso_z(now - timedelta(hours=2)),
@@ -501,7 +684,8 @@ def test_daemon_polls_myinvois_end_to_end(
     config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[acct])
     with Daemon(config) as daemon:
         wait_for(lambda: redis_client.xlen(STREAM) >= 200, 20, "200 entries")
-        wait_for(lambda: redis_client.get(WATERMARK) is not None, 10, "the watermark")
+        agent_watermark = "drainer:{myinvois}:watermark:agent"
+        wait_for(lambda: redis_client.get(agent_watermark) is not None, 10, "the watermark")
         metrics = daemon.metrics()
         assert daemon.stop() == 0
     assert redis_client.xlen(STREAM) == 200
@@ -511,4 +695,5 @@ def test_daemon_polls_myinvois_end_to_end(
     )  # fmt: skip
     assert float(line.split()[-1]) > now.timestamp() - 60
     assert "myinvois.window_completed" in daemon.log
-    assert "secret-value" not in daemon.log
+    assert "agent-id-secret" not in daemon.log
+    assert token_requests(sandbox) == 1

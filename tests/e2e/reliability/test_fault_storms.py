@@ -11,8 +11,7 @@ import redis
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
-from tests.reliability.conftest import (
+from tests.e2e.reliability.conftest import (
     DEADLETTER,
     MYINVOIS_STREAM,
     STREAM,
@@ -20,6 +19,7 @@ from tests.reliability.conftest import (
     dp_account,
     tally,
 )
+from tests.helpers import Daemon, stream_entries, wait_for, write_config
 
 DOCPLANNER_RATES = {
     "500": 0.1,

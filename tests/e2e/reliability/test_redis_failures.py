@@ -9,8 +9,7 @@ import redis
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from tests.helpers import Daemon, wait_for, write_config
-from tests.reliability.conftest import (
+from tests.e2e.reliability.conftest import (
     STREAM,
     docplanner_payloads,
     dp_account,
@@ -19,6 +18,7 @@ from tests.reliability.conftest import (
     tally,
     wipe,
 )
+from tests.helpers import Daemon, wait_for, write_config
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 

@@ -67,3 +67,15 @@ def test_watermark_only_moves_forward(redis_client: redis.Redis) -> None:
     sink.advance_watermark("m:{m}", "acme", later)
     sink.advance_watermark("m:{m}", "acme", datetime(2026, 11, 1, tzinfo=UTC))
     assert sink.get_watermark("m:{m}", "acme") == later
+
+
+def test_each_stream_keeps_seen_keys_for_its_own_window(redis_client: redis.Redis) -> None:
+    """The MyInvois stream's seen-keys live 35 days; the other streams' the default window."""
+    myinvois, docplanner = "win:{myinvois}", "win:{docplanner}"
+    sink = RedisSink(redis_client, 86400, 0, {myinvois: 35 * 86400})
+    sink.publish([entry(myinvois, "m1"), entry(docplanner, "d1")])
+    mine = redis_client.pttl(related_key(myinvois, "seen:m1")) / 1000
+    other = redis_client.pttl(related_key(docplanner, "seen:d1")) / 1000
+    assert 35 * 86400 - 60 < mine <= 35 * 86400
+    assert 86400 - 60 < other <= 86400
+    assert sink.dedupe_window(myinvois) == 35 * 86400 and sink.dedupe_window("x") == 86400

@@ -36,6 +36,7 @@ from daemon.envelope import (
 from daemon.metrics import Metrics
 from daemon.sources.docplanner.expand import PullExpander, build_entries
 from daemon.sources.docplanner.push import PushReceiver
+from daemon.sources.myinvois.window import Window, build_batch
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
 
 ACCOUNT = "pl"
@@ -207,8 +208,7 @@ def test_every_pulled_item_becomes_an_entry_or_a_dead_letter(body: bytes) -> Non
     expand, registry = expander()
     entries = expand(RawBatch(RECEIVED, "pull", body))
     dead = [e for e in entries if e.stream == DEADLETTER]
-    events = [e for e in entries if e.stream == STREAM]
-    assert len(dead) + len(events) == len(entries)
+    assert {e.stream for e in entries} <= {STREAM, DEADLETTER}, "only the two streams"
     for entry in entries:
         assert_utf8_strings(entry.fields)
     assert deadletter_count(registry) == len(dead)
@@ -320,13 +320,18 @@ def test_dead_letter_of_an_item_with_a_lone_surrogate_keeps_its_content() -> Non
     assert "Jo" in entry.fields["raw"] and "patient" in entry.fields["raw"]
 
 
-def test_myinvois_item_with_a_lone_surrogate_is_rejected_or_encodable() -> None:
-    """A MyInvois item with an unpaired surrogate is dead-lettered, or its entry encodes."""
+def test_myinvois_item_with_a_lone_surrogate_is_dead_lettered_with_its_content() -> None:
+    """A MyInvois item with an unpaired surrogate is rejected and dead-lettered, UTF-8 clean."""
     item = json.loads(SURROGATE_MYINVOIS)
-    if check_myinvois(item) is None:
-        entry = myinvois_entry("drainer:{myinvois}", "acme", item, datetime.now(UTC))
-        assert_utf8_strings(entry.fields)
-        entry.event_id.encode("utf-8")
+    assert check_myinvois(item) is not None, "Redis cannot store the lone surrogate"
+    window = Window(datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
+    window.add_page([item], False, datetime.now(UTC))
+    batch = build_batch("acme", "drainer:{myinvois}", DEADLETTER, window)
+    assert batch.notifications == 0 and batch.deadletters == 1
+    [entry] = batch.entries
+    assert entry.stream == DEADLETTER
+    assert_utf8_strings(entry.fields)
+    assert "N1" in entry.fields["raw"] and "creationDateTime" in entry.fields["raw"]
 
 
 # --- the push receiver --------------------------------------------------------------------------

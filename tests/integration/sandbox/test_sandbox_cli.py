@@ -18,7 +18,7 @@ import requests
 
 from daemon.sandbox import cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @contextmanager
@@ -127,3 +127,17 @@ def test_cli_rejects_bad_fault_rate() -> None:
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
     assert cli.run(parser.parse_args(["--fault-rate", "2"])) == 2
+
+
+def test_cli_serves_the_identity_service_on_its_own_port() -> None:
+    """--identity-port: the banner's identity_url differs from base_url and issues tokens."""
+    with sandbox_process("--identity-port", "0") as (proc, lines), requests.Session() as http:
+        identity = [m.group(1) for line in lines if (m := re.match(r'identity_url = "(.+)"', line))]
+        mi_url = urls(lines)[1]
+        assert len(identity) == 1 and identity[0] != mi_url
+        data = {"client_id": "sandbox-mi", "client_secret": "sandbox-mi-secret"}
+        data["grant_type"] = "client_credentials"
+        assert http.post(f"{identity[0]}/connect/token", data=data).status_code == 200
+        assert http.post(f"{mi_url}/connect/token", data=data).status_code == 404
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0

@@ -13,8 +13,7 @@ import redis
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.spool import MAGIC, decode_payload, scan
-from tests.helpers import Daemon, wait_for, write_config
-from tests.reliability.conftest import (
+from tests.e2e.reliability.conftest import (
     STREAM,
     docplanner_payloads,
     dp_account,
@@ -22,6 +21,7 @@ from tests.reliability.conftest import (
     spool_segments,
     tally,
 )
+from tests.helpers import Daemon, wait_for, write_config
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 

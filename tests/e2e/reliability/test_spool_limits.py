@@ -16,8 +16,8 @@ import requests
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from tests.e2e.reliability.conftest import STREAM, docplanner_payloads, dp_account, metric, tally
 from tests.helpers import Daemon, wait_for, write_config
-from tests.reliability.conftest import STREAM, docplanner_payloads, dp_account, metric, tally
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 

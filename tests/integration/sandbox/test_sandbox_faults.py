@@ -205,15 +205,28 @@ def test_dp_random_faults_never_lose_track(dp: DocPlannerSandbox, dp_api: Any) -
 
 # -- MyInvois ----------------------------------------------------------------------------
 
+ERROR_FIELDS = {
+    "propertyName", "propertyPath", "errorCode", "error", "errorMS", "target", "innerError"
+}  # fmt: skip
+
 
 @pytest.mark.parametrize("kind", ["500", "503"])
 def test_mi_server_errors(mi: MyInvoisSandbox, mi_api: Any, kind: str) -> None:
-    """500/503 use the standard error body."""
+    """500/503 use the official standard error body."""
     token = mi_api.token()
     mi.faults.script([kind])
     response = mi_api.page(token)
     assert response.status_code == int(kind)
-    assert set(response.json()["error"]) == {"code", "message", "target", "details"}
+    assert set(response.json()["error"]) == ERROR_FIELDS
+
+
+def test_mi_injected_403_is_forbidden_then_pages_again(mi: MyInvoisSandbox, mi_api: Any) -> None:
+    """An injected 403 uses the standard error body; the next request is served again."""
+    token = mi_api.token()
+    mi.faults.script(["403"])
+    response = mi_api.page(token)
+    assert response.status_code == 403 and response.json()["error"]["errorCode"] == "Forbidden"
+    assert mi_api.page(token).status_code == 200
 
 
 def test_mi_injected_429_has_retry_after(mi: MyInvoisSandbox, mi_api: Any) -> None:

@@ -138,16 +138,33 @@ class MyInvoisApi:
     def __init__(self, sandbox: MyInvoisSandbox, session: requests.Session) -> None:
         self.sandbox, self.session = sandbox, session
 
-    def token(self, client_id: str = "acme-id", secret: str = "acme-secret") -> str:  # noqa: S107
-        response = self.session.post(
-            f"{self.sandbox.base_url}/connect/token",
-            data={
-                "client_id": client_id,
-                "client_secret": secret,
-                "grant_type": "client_credentials",
-                "scope": "InvoicingAPI",
-            },
-        )
+    def login(
+        self,
+        client_id: str = "acme-id",
+        secret: str = "acme-secret",  # noqa: S107
+        onbehalfof: str | None = None,
+        **form: str,
+    ) -> requests.Response:
+        """``POST /connect/token`` on the identity service (form body credentials)."""
+        headers = {"onbehalfof": onbehalfof} if onbehalfof else {}
+        data = {
+            "client_id": client_id,
+            "client_secret": secret,
+            "grant_type": "client_credentials",
+            "scope": "InvoicingAPI",
+            **form,
+        }
+        data = {key: value for key, value in data.items() if value}
+        url = f"{self.sandbox.identity_url}/connect/token"
+        return self.session.post(url, data=data, headers=headers, timeout=10)
+
+    def token(
+        self,
+        client_id: str = "acme-id",
+        secret: str = "acme-secret",  # noqa: S107
+        onbehalfof: str | None = None,
+    ) -> str:
+        response = self.login(client_id, secret, onbehalfof)
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
 

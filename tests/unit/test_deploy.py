@@ -19,8 +19,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics, StreamLengthCollector, exported_names
+from daemon.metrics_groups import ConsumerGroupCollector, GroupStats, StreamGroups
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "notification-drainer.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 UNIT = ROOT / "deploy" / "systemd" / "notification-drainer.service"
@@ -50,6 +51,8 @@ EXPECTED_ALERTS = {
     "SpoolNotDraining",
     "UpstreamRateLimited",
     "UpstreamAuthFailing",
+    "ConsumerGroupFallingBehind",
+    "UnreadEntriesTrimmed",
 }
 
 
@@ -147,6 +150,10 @@ def exported() -> set[str]:
         source="docplanner", account="pl", endpoint="notifications", code="200"
     ).inc()
     registry.register(StreamLengthCollector(lambda: [("drainer:{docplanner}", 1)]))
+    metrics.trimmed_unread.labels(stream="drainer:{docplanner}")  # wiring does this per stream
+    group = GroupStats("billing", 1, 0, 0, 0.0, False)
+    stream = StreamGroups("drainer:{docplanner}", (group,))
+    registry.register(ConsumerGroupCollector(lambda: [stream]))
     return exported_names(registry)
 
 
@@ -220,6 +227,9 @@ def test_dashboard_shows_every_operational_metric() -> None:
         "drainer_up",
         "drainer_build_info",
         "drainer_stream_length",
+        "drainer_consumer_group_lag",
+        "drainer_consumer_group_pending",
+        "drainer_consumer_group_oldest_pending_age_seconds",
     } <= used
 
 
@@ -265,6 +275,16 @@ def test_alert_rules_have_severity_summary_and_runbook() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
         assert rule["annotations"]["summary"].strip(), rule["alert"]
         assert rule["annotations"]["runbook"].strip(), rule["alert"]
+
+
+def test_downstream_alerts_link_to_their_runbook_section() -> None:
+    """Each consumer-group alert's runbook_url is an anchor of a heading in README-ops.md."""
+    text = OPS_README.read_text(encoding="utf-8")
+    anchors = {line.lstrip("#").strip().lower() for line in text.splitlines() if line[:3] == "###"}
+    for rule in load_rules():
+        if rule["alert"] in {"ConsumerGroupFallingBehind", "UnreadEntriesTrimmed"}:
+            path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+            assert path == "deploy/README-ops.md" and anchor in anchors, rule["alert"]
 
 
 def test_ops_readme_has_a_runbook_line_per_alert() -> None:

@@ -47,7 +47,10 @@ def _processes_mentioning(text: str) -> list[int]:
 
 @pytest.mark.timeout(240)
 def test_demo_publishes_every_notification_once_and_leaves_nothing_running() -> None:
-    """`drainer demo --seconds 15` (no TTY) exits 0, proves exactly-once, stops every child."""
+    """`drainer demo --seconds 15` (no TTY) exits 0, proves exactly-once, stops every child.
+
+    The example consumer runs as group ``demo``; the view shows its lag from /metrics.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINER_")}
     result = subprocess.run(
         [sys.executable, "-m", "daemon", "demo", "--seconds", "15"],
@@ -73,8 +76,11 @@ def test_demo_publishes_every_notification_once_and_leaves_nothing_running() -> 
     tmp = re.search(r"^drainer demo in (\S+)$", out, re.MULTILINE)
     daemon_pid = re.search(r"^daemon pid (\d+)", out, re.MULTILINE)
     redis_pid = re.search(r"redis-server pid (\d+)", out)
-    assert tmp and daemon_pid and redis_pid, out[:2000]
+    consumer_pid = re.search(r"^consumer pid (\d+)", out, re.MULTILINE)
+    assert tmp and daemon_pid and redis_pid and consumer_pid, out[:2000]
+    assert re.search(r"\| group demo lag \d+ pending \d+", out), out[-3000:]
     assert not _alive(int(daemon_pid[1])) and not _alive(int(redis_pid[1]))
+    assert not _alive(int(consumer_pid[1]))
     assert _processes_mentioning(tmp[1]) == []
     assert not Path(tmp[1]).exists()
 

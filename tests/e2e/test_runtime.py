@@ -94,15 +94,35 @@ def test_capture_signals_counts_and_restores() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_many_sigterms_during_the_main_loop_never_hang(
+def test_a_sigterm_at_any_point_of_the_main_loop_stops_the_daemon(
     tmp_path: Path, redis_server: LocalRedis
 ) -> None:
-    """Signals landing at any point of the main loop's wait still stop the daemon."""
+    """A SIGTERM landing at different offsets of the main loop's wait always stops with exit 0."""
     config = write_config(tmp_path / "drainer.toml", redis_server.url)
-    for _ in range(5):
-        with Daemon(config) as daemon:
-            time.sleep(0.13)
+    for started, offset in enumerate((0.0, 0.05, 0.11, 0.17), start=1):  # over the 0.2 s slice
+        with Daemon(config) as daemon:  # the log file is appended to by each run
+            wait_for(
+                lambda d=daemon, n=started: d.log.count("runtime.started") == n, 20, "main loop"
+            )
+            time.sleep(offset)  # where in the slice the signal lands, not a wait for a condition
             assert daemon.stop() == 0
+
+
+def test_a_burst_of_sigterms_never_hangs_the_daemon(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """Many SIGTERMs in a row: the first starts the clean stop, the second forces exit 1."""
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    with Daemon(config) as daemon:
+        wait_for(lambda: "runtime.started" in daemon.log, 20, "daemon started")
+        process = daemon.process
+        assert process is not None
+        for _ in range(10):
+            process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=25)
+        daemon.process = None
+    assert code in (0, 1), "a clean stop, or the forced exit of the second signal"
+    assert code == 1 or "runtime.stopped" in daemon.log
 
 
 def test_a_broken_invariant_stops_the_daemon_with_exit_1(

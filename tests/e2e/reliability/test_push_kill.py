@@ -12,8 +12,8 @@ import redis
 from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.events import NotificationFactory
+from tests.e2e.reliability.conftest import docplanner_payloads, dp_account, key, tally
 from tests.helpers import Daemon, wait_for, write_config
-from tests.reliability.conftest import docplanner_payloads, dp_account, key, tally
 
 TOKEN = "pl-push-token-value"
 

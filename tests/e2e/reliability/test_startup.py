@@ -14,8 +14,8 @@ import requests
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from tests.e2e.reliability.conftest import STREAM, docplanner_payloads, spool_backlog, tally
 from tests.helpers import ROOT, Daemon, wait_for, write_config
-from tests.reliability.conftest import STREAM, docplanner_payloads, spool_backlog, tally
 
 SECRET = "pl-secret-value"
 GOOD: dict[str, Any] = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 from daemon.errors import ConfigError
 from daemon.settings import load_settings, parse_duration, parse_size
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "drainer.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "drainer.example.toml"
 MINIMAL = """
 [[docplanner]]
 name = "pl"
@@ -38,12 +40,26 @@ def drainer(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def test_example_config_is_valid() -> None:
-    """The shipped example passes check-config."""
-    result = drainer("check-config", "--config", str(EXAMPLE))
+MI = (
+    '[[myinvois]]\nname = "mi"\nbase_url = "https://api.example"\n'
+    'client_id = "id"\nclient_secret = "s3cr3t-value"\n'
+)
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    """The shipped example, whose secrets are all *_file names, passes check-config."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name in ("docplanner-pl-secret", "myinvois-acme-secret", "myinvois-agent-secret"):
+        (creds / name).write_text(f"{name}-value-0123456789\n")
+        (creds / name).chmod(0o600)
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    result = drainer("check-config", "--config", str(EXAMPLE), env=env)
     assert result.returncode == 0, result.stderr
     assert '"name": "pl"' in result.stdout
-    assert "change-me" not in result.stdout
+    assert "-value-0123456789" not in result.stdout + result.stderr
+    inline = re.compile(r"^\s*(client_secret|push_token|password)\s*=", re.M)
+    assert not inline.search(EXAMPLE.read_text())
 
 
 @pytest.mark.parametrize(
@@ -52,6 +68,9 @@ def test_example_config_is_valid() -> None:
         (MINIMAL + "bogus = 1\n", "docplanner[0].bogus"),
         ("[redis]\nurl = 'http://x'\n", "redis.url"),
         ("[redis]\ndedupe_window = 'soon'\n", "redis.dedupe_window"),
+        ("[redis]\ndedupe_window_myinvois = 'a month'\n", "redis.dedupe_window_myinvois"),
+        (MI + 'identity_url = "ftp://id"\n', "myinvois[0].identity_url"),
+        (MI + 'on_behalf_of = "C1 2"\n', "myinvois[0].on_behalf_of"),
         ("[spool]\nmax_bytes = '12 parsecs'\n", "spool.max_bytes"),
         ("[server]\nlisten = 'nowhere'\n", "server.listen"),
         ("[server]\npush_listen = '0.0.0.0'\n", "server.push_listen"),
