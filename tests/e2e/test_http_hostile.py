@@ -416,10 +416,10 @@ def test_an_app_error_is_a_500_json_without_traceback_and_no_connection_header()
     assert "connection" not in {name.lower() for name, _ in seen[0][1]}
 
 
-def test_a_push_listen_address_in_use_exits_1_with_one_line_and_no_traceback(
+def test_a_push_listen_address_in_use_exits_1_with_one_log_event_and_no_stderr(
     tmp_path: Path, redis_server: LocalRedis
 ) -> None:
-    """``server.push_listen`` already taken: exit 1, one stderr line naming it, JSON log only."""
+    """``server.push_listen`` already taken: exit 1, one JSON event naming it, nothing on stderr."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -437,6 +437,7 @@ def test_a_push_listen_address_in_use_exits_1_with_one_line_and_no_traceback(
             check=False,
         )
     assert result.returncode == 1
-    (line,) = result.stderr.splitlines()
-    assert line.startswith(f"drainer: cannot listen on 127.0.0.1:{port}: ")
-    assert all(json.loads(line) for line in result.stdout.splitlines() if line.strip())
+    assert result.stderr == ""
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    (fatal,) = [e for e in events if e["event"] == "drainer.fatal"]
+    assert fatal["error"].startswith(f"cannot listen on 127.0.0.1:{port}: ")
