@@ -24,7 +24,7 @@ from daemon.errors import SpoolError
 from daemon.metrics import Metrics
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
 from daemon.sandbox.events import NotificationFactory
-from daemon.server.http import MAX_PUSH_BYTES
+from daemon.server.apps import MAX_PUSH_BYTES
 from daemon.settings import DocPlannerAccount
 from daemon.sources.docplanner.api import DocPlannerApi
 from daemon.sources.docplanner.push import PushReceiver
@@ -153,11 +153,17 @@ def test_wrong_or_missing_token_is_401_and_nothing_is_spooled(
     assert redis_client.xlen(DEADLETTER) == 0
 
 
-def test_unknown_or_pull_only_account_is_404(pushd: PushDaemon) -> None:
-    """POST to an account that does not exist, or exists pull-only, gets 404."""
+def test_unknown_or_pull_only_account_is_the_same_401_as_a_wrong_token(pushd: PushDaemon) -> None:
+    """An unknown or pull-only account gets the very 401 a wrong token gets: no probing."""
     payload = body(notification())
-    assert post(pushd.port, payload, name="nope").status_code == 404
-    assert post(pushd.port, payload, name="es").status_code == 404
+    answers = [
+        post(pushd.port, payload, name="nope"),
+        post(pushd.port, payload, name="es"),
+        post(pushd.port, payload, token="wrong"),
+    ]
+    assert {(r.status_code, r.content) for r in answers} == {
+        (401, b'{"error": "missing or wrong X-Drainer-Token"}')
+    }
 
 
 def test_body_over_1_mib_is_413_and_exactly_1_mib_is_accepted(
