@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import orjson
 import pytest
@@ -13,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.envelope import (
     InexactJsonError,
+    Invalid,
     PullBatch,
     StreamEntry,
     canonical_json,
@@ -33,16 +33,16 @@ BODY = (
     b'{"created_at":"2026-11-02T10:18:35Z","name":"price","data":{"z":1,"a":[1.5,0.1,-0.0,'
     b"1e16,1.0,0.0001,0.00001,1e-07,123456789012345678901234567890,-0,1E5]}},"
     b'{"name":"emoji","data":{"\xf0\x9f\x98\x80":"\xef\xbf\xbf","\xc3\xa9":{"b":[],"a":{}},'
-    b'"a":null,"t":true,"f":false},"created_at":"2026-11-02T10:18:36Z"},'
-    b'{"name":"nan","data":{"v":NaN,"w":-Infinity},"created_at":"2026-11-02T10:18:37Z"}'
+    b'"a":null,"t":true,"f":false},"created_at":"2026-11-02T10:18:36Z"}'
     b'],"remaining":0}'
 )
 IDS = [
     "docplanner:acme:975ef614fc17fb19fce44431d42bb9cb",
     "docplanner:acme:162c3bd53ae554b8381ff3be4ae8f6e0",
     "docplanner:acme:5cf653ffeb7726dd45e02cd75d1f0180",
-    "docplanner:acme:9faf19833e9643ae7731f3706cc09e32",
 ]
+# (A fourth pinned item held NaN/-Infinity: pull bodies are now strict RFC 8259 JSON, so
+# such a body is dead-lettered whole and never gets an event id.)
 PRICE_PAYLOAD = (
     '{"created_at":"2026-11-02T10:18:35Z","data":{"a":[1.5,0.1,-0.0,1e+16,1.0,0.0001,1e-05,'
     '1e-07,123456789012345678901234567890,0,100000.0],"z":1},"name":"price"}'
@@ -50,13 +50,14 @@ PRICE_PAYLOAD = (
 
 
 def _items() -> list[object]:
-    batch = parse_pull_body(BODY)
+    """The items as the json module reads them (exact: wide integers stay integers)."""
+    batch = parse_pull_body(BODY, exact=True)
     assert isinstance(batch, PullBatch)
     return batch.items
 
 
 def test_event_ids_of_fixed_notifications_are_pinned() -> None:
-    """Escapes, Unicode keys, floats, big ints and NaN keep their pre-orjson event ids."""
+    """Escapes, Unicode keys, floats and big ints keep their pre-orjson event ids."""
     assert [docplanner_event_id("acme", item) for item in _items()] == IDS
 
 
@@ -75,30 +76,29 @@ def test_pulled_entries_carry_the_pinned_ids_and_payload() -> None:
     assert canonical_json(_items()[1]) == PRICE_PAYLOAD
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(3))
 def test_each_notification_alone_keeps_its_id(index: int) -> None:
     """Alone in a body (so orjson reads the strict ones), each item keeps its pinned id."""
     parts = _split_items(BODY.split(b'{"notifications":[', 1)[1].rsplit(b"]", 1)[0])
     body = b'{"notifications":[' + parts[index] + b'],"remaining":0}'
     batch = parse_pull_body(body)
     assert isinstance(batch, PullBatch)
-    assert batch.finite == (index != 3), "orjson reads all but the NaN one"
+    assert batch.finite, "orjson reads every strict item"
     if index in (0, 2):  # plain items take the fast path, with the json module's text
         assert canonical_json(batch.items[0], finite=True) == canonical_json(batch.items[0])
     assert [entry.event_id for entry in _expanded(body)] == [IDS[index]]
 
 
 def test_wide_integers_and_nan_keep_the_json_module_meaning() -> None:
-    """A >64-bit integer stays an int and NaN is still accepted (not strict-rejected)."""
+    """A >64-bit integer stays an int; NaN is not JSON: the body is unparseable."""
     body = b'{"notifications":[{"name":"n","created_at":"2026-11-02T10:18:35Z","data":'
     body += b'{"n":-9223372036854775809,"m":18446744073709551616}}]}'
     (entry,) = _expanded(body)
     assert entry.fields["payload"].endswith(
         '"data":{"m":18446744073709551616,"n":-9223372036854775809},"name":"n"}'
     )
-    batch = parse_pull_body(b'{"notifications":[NaN]}')
-    assert isinstance(batch, PullBatch) and math.isnan(batch.items[0]) and not batch.finite
-    assert canonical_json([float("nan")]) == "[NaN]"
+    rejected = parse_pull_body(b'{"notifications":[NaN]}')
+    assert isinstance(rejected, Invalid) and rejected.reason == "unparseable_body"
     for value in ({"b": 1e-05, "a": None}, [1e16], 1e-05, 2.5e-300):
         with pytest.raises(InexactJsonError):
             canonical_json(value, finite=True)
