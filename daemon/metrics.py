@@ -12,7 +12,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,6 +36,7 @@ ENDPOINTS = {
     "docplanner": ("token", "notifications", "release"),
     "myinvois": ("token", "notifications"),
 }
+PUSH_REJECTED_CODES = ("400", "401", "503")  # invalid body, wrong token, spool unavailable
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 Account = tuple[str, str]  # (source, account name)
@@ -159,6 +165,13 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__).set(1)
+        self.push_rejected = Counter(
+            "drainer_push_rejected_total",
+            "Pushes answered with an error, by status code: 401 wrong or missing token, 400 not"
+            " a notification (dead-lettered), 503 spool unavailable or shutting down.",
+            (*labels, "code"),
+            registry=registry,
+        )
         self.trimmed_unread = Counter(
             "drainer_retention_trimmed_unread_total",
             "Entries retention trimmed (hard cap stream_maxlen) before every consumer group "
@@ -188,6 +201,8 @@ class Metrics:
         for endpoint in ENDPOINTS[source]:
             self.upstream_duration.labels(source=source, account=account, endpoint=endpoint)
         if source == "docplanner":
+            for code in PUSH_REJECTED_CODES:
+                self.push_rejected.labels(source=source, account=account, code=code)
             self.docplanner_queue_remaining.labels(source=source, account=account)
             self.docplanner_expiry.add(account)
         else:
@@ -254,7 +269,8 @@ class ExpiryAge(Collector):
 
 
 class StreamLengthCollector(Collector):
-    """``drainer_stream_length`` read from Redis at scrape time (never cached)."""
+    """``drainer_stream_length`` read from Redis at scrape time (never cached), and
+    ``drainer_redis_up``: 1 when that read answered, 0 when Redis did not."""
 
     def __init__(self, lengths: Callable[[], Iterable[tuple[str, int]]]) -> None:
         self._lengths = lengths  # raises SinkError when Redis is not answering
@@ -264,6 +280,9 @@ class StreamLengthCollector(Collector):
         family = GaugeMetricFamily(
             "drainer_stream_length", "Entries in each Redis stream (XLEN).", labels=["stream"]
         )
+        redis_up = GaugeMetricFamily(
+            "drainer_redis_up", "1 when Redis answered this scrape's XLEN, else 0."
+        )
         try:
             for stream, length in self._lengths():
                 family.add_metric([stream], float(length))
@@ -271,7 +290,11 @@ class StreamLengthCollector(Collector):
             if not self._failing:
                 log.warning("metrics.stream_length_unavailable", error=str(exc))
             self._failing = True
+            redis_up.add_metric([], 0.0)
+            yield redis_up
             return
+        redis_up.add_metric([], 1.0)
+        yield redis_up
         if self._failing:
             log.info("metrics.stream_length_available")
         self._failing = False

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics, StreamLengthCollector, exported_names
 from daemon.metrics_groups import ConsumerGroupCollector, GroupStats, StreamGroups
+from daemon.metrics_process import register_process_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "notification-drainer.json"
@@ -154,6 +155,7 @@ def exported() -> set[str]:
     group = GroupStats("billing", 1, 0, 0, 0.0, False)
     stream = StreamGroups("drainer:{docplanner}", (group,))
     registry.register(ConsumerGroupCollector(lambda: [stream]))
+    register_process_metrics(registry)  # as wiring.build does
     return exported_names(registry)
 
 
@@ -230,6 +232,10 @@ def test_dashboard_shows_every_operational_metric() -> None:
         "drainer_consumer_group_lag",
         "drainer_consumer_group_pending",
         "drainer_consumer_group_oldest_pending_age_seconds",
+        "drainer_redis_up",
+        "drainer_push_rejected_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
     } <= used
 
 

@@ -36,12 +36,13 @@ from daemon.envelope import (
     loads,
 )
 from daemon.errors import SpoolError, SpoolFullError
-from daemon.metrics import Metrics
+from daemon.metrics import PUSH_REJECTED_CODES, Metrics
 from daemon.spool import SpoolLog
 
 log = structlog.get_logger("daemon.sources.docplanner.push")
 
 Answer = tuple[int, dict[str, Any] | None]
+PUSH_REJECTED_CODES_INT = frozenset(int(code) for code in PUSH_REJECTED_CODES)
 NOTICE_EVERY = 60.0  # seconds between repeated log lines about rejected pushes
 
 
@@ -77,6 +78,12 @@ class PushReceiver:
 
     def handle(self, token: str | None, body: bytes) -> Answer:
         """Spool one pushed notification; see the module docstring for the answers."""
+        code, answer = self._handle(token, body)
+        if code in PUSH_REJECTED_CODES_INT:
+            self.metrics.push_rejected.labels(**self._labels, code=str(code)).inc()
+        return code, answer
+
+    def _handle(self, token: str | None, body: bytes) -> Answer:
         if not self._authorized(token):
             self._note_unauthorized()
             return 401, {"error": "missing or wrong X-Drainer-Token"}
