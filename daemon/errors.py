@@ -12,6 +12,7 @@
     ├── SpoolError             the local write-ahead spool cannot be written
     │   └── SpoolFullError     ``spool.max_bytes`` reached: pause intake
     ├── SinkError              Redis did not accept a publish (connection, timeout, OOM)
+    ├── ListenError            an HTTP listen address cannot be bound -> exit code 1
     └── InvariantError         a broken internal invariant: exit 1 so systemd restarts us
 
 Expected transient errors (TransientError, RateLimitedError, SpoolFullError, SinkError)
@@ -75,6 +76,10 @@ class SpoolFullError(SpoolError):
 
 class SinkError(DrainerError):
     """Redis did not accept a publish."""
+
+
+class ListenError(DrainerError):
+    """``server.listen`` or ``server.push_listen`` cannot be bound (in use, not local)."""
 
 
 class InvariantError(DrainerError):

@@ -36,7 +36,6 @@ ENDPOINTS = {
     "docplanner": ("token", "notifications", "release"),
     "myinvois": ("token", "notifications"),
 }
-PUSH_REJECTED_CODES = ("400", "401", "503")  # invalid body, wrong token, spool unavailable
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 Account = tuple[str, str]  # (source, account name)
@@ -165,13 +164,6 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__).set(1)
-        self.push_rejected = Counter(
-            "drainer_push_rejected_total",
-            "Pushes answered with an error, by status code: 401 wrong or missing token, 400 not"
-            " a notification (dead-lettered), 503 spool unavailable or shutting down.",
-            (*labels, "code"),
-            registry=registry,
-        )
         self.trimmed_unread = Counter(
             "drainer_retention_trimmed_unread_total",
             "Entries retention trimmed (hard cap stream_maxlen) before every consumer group "
@@ -201,8 +193,6 @@ class Metrics:
         for endpoint in ENDPOINTS[source]:
             self.upstream_duration.labels(source=source, account=account, endpoint=endpoint)
         if source == "docplanner":
-            for code in PUSH_REJECTED_CODES:
-                self.push_rejected.labels(source=source, account=account, code=code)
             self.docplanner_queue_remaining.labels(source=source, account=account)
             self.docplanner_expiry.add(account)
         else:

@@ -21,7 +21,7 @@ from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
 from daemon.runtime.signals import SignalFlag
 from daemon.runtime.systemd import Notifier
 from daemon.runtime.wiring import Parts
-from daemon.server.http import DrainerHTTPServer
+from daemon.server.listener import HttpFront
 from daemon.sink import lease
 from daemon.worker import Worker, drive
 
@@ -50,12 +50,8 @@ class Runtime:
         self._last_loop = time.monotonic()
         parts.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         settings = parts.settings
-        self.server = DrainerHTTPServer(
-            (settings.server.host, settings.server.port),
-            parts.registry,
-            self.alive,
-            self.readiness,
-            parts.push,
+        self.server = HttpFront(
+            settings.server, parts.registry, self.alive, self.readiness, parts.push
         )
 
     # --- health --------------------------------------------------------------------------
@@ -114,6 +110,7 @@ class Runtime:
         log.info(
             "runtime.started",
             listen=f"{parts.settings.server.host}:{self.server.port}",
+            push_port=self.server.push_port,
             docplanner=[a.name for a in parts.settings.docplanner],
             myinvois=[a.name for a in parts.settings.myinvois],
         )

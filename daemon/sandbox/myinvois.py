@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Self
 
-from daemon.sandbox.clock import SandboxClock, iso_utc
+from daemon.sandbox.clock import SandboxClock
 from daemon.sandbox.faults import RETRY_AFTER_SECONDS
 from daemon.sandbox.identity import TOKEN_PATH, IdentityServer, Login, login
 from daemon.sandbox.oauth import TokenStore, bearer
@@ -34,6 +34,14 @@ from daemon.sandbox.query import MAX_PAGE_SIZE, BadArgumentError, Query
 from daemon.sandbox.ratelimit import SlidingWindow
 from daemon.sandbox.records import RecordFactory
 from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
+from daemon.sandbox.standard import (
+    error,
+    limited,
+    rate_headers,
+    refusal,
+    server_error,
+    with_headers,
+)
 
 NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
 SENT_LATE_FRACTION = 0.2  # share of generated notifications sent hours after creation
@@ -57,23 +65,6 @@ class _Taxpayer:
     records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (sent, record)
     handed_out: set[str] = field(default_factory=set)
     malformed: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _error(status: int, code: str, message: str, target: str | None = None) -> Response:
-    # Standard Error Response (https://sdk.myinvois.hasil.gov.my/standard-error-response/):
-    # {"error": {propertyName, propertyPath, errorCode, error, errorMS, target, innerError}}.
-    body: dict[str, Any] = {
-        "error": {
-            "propertyName": target,
-            "propertyPath": target,
-            "errorCode": code,
-            "error": message,
-            "errorMS": message,
-            "target": target,
-            "innerError": [],
-        }
-    }
-    return Response(status, json_body(body), "application/json; charset=utf-8")
 
 
 class MyInvoisSandbox(SandboxServer):
@@ -255,16 +246,16 @@ class MyInvoisSandbox(SandboxServer):
             if self.identity is not None:
                 # Login pages: the token is issued by the identity service, not by the
                 # service hosting the integration APIs (here: on its own port).
-                return _error(404, "NotFound", f"No endpoint {request.path}")
+                return error(404, "NotFound", f"No endpoint {request.path}")
             if request.method != "POST":
-                return _error(405, "MethodNotAllowed", "Use POST")  # "POST /connect/token"
+                return error(405, "MethodNotAllowed", "Use POST")  # "POST /connect/token"
             return self._login(request)
         if request.path == NOTIFICATIONS_PATH:
             if request.method != "GET":
                 # Get Notifications: "GET /api/v1.0/notifications/taxpayer".
-                return _error(405, "MethodNotAllowed", "Use GET")
+                return error(405, "MethodNotAllowed", "Use GET")
             return self._notifications(request)
-        return _error(404, "NotFound", f"No endpoint {request.path}")  # standard 404 NotFound
+        return error(404, "NotFound", f"No endpoint {request.path}")  # standard 404 NotFound
 
     def _login(self, request: Request) -> Response:
         with self._lock:
@@ -275,28 +266,6 @@ class MyInvoisSandbox(SandboxServer):
                 for cid, payer in self._taxpayers.items()
             }
         return login(request, clients, self.tokens, self.token_ttl, self.clock.now())
-
-    def _rate_headers(self, taxpayer: _Taxpayer, now: float) -> dict[str, str]:
-        # Standard header parameters (https://sdk.myinvois.hasil.gov.my/standard-header-
-        # parameters/): X-Rate-Limit-Limit and -Remaining on every response.
-        return {
-            "X-Rate-Limit-Limit": str(taxpayer.window.limit),
-            "X-Rate-Limit-Remaining": str(taxpayer.window.remaining(now)),
-        }
-
-    def _limited(self, headers: dict[str, str], wait: int) -> Response:
-        # Standard errors: 429 with "Retry-After ... a number, indicating the seconds";
-        # standard headers: X-Rate-Limit-Reset (a DateTime) "will appear only when the
-        # limits have been exceeded".
-        response = _error(429, "TooManyRequests", "Rate limit exceeded")
-        reset = iso_utc(math.ceil(time.time()) + wait)
-        response.headers = {
-            **headers,
-            "X-Rate-Limit-Remaining": "0",
-            "X-Rate-Limit-Reset": reset,
-            "Retry-After": str(wait),
-        }
-        return response
 
     def _notifications(self, request: Request) -> Response:
         fault = self.draw_fault()
@@ -316,35 +285,27 @@ class MyInvoisSandbox(SandboxServer):
             # plain intermediary login reading a taxpayer's notifications: docs silent;
             # stricter than the client (403 Forbidden, "does not have access to the data
             # requested"), whatever headers the GET carries.
-            return _error(403, "Forbidden", "The token does not represent this taxpayer")
-        if kind == "400":
-            # Standard errors: 400 BadRequest, "Request should not be repeated without
-            # modifying the parameters".
-            return _error(400, "BadRequest", "The request is not valid")
-        if kind == "403":
-            # Standard errors: 403 "client does not have access to the API or data
-            # requested"; when it stops is not documented (a transient refusal).
-            return _error(403, "Forbidden", "Access to the data requested is denied")
+            return error(403, "Forbidden", "The token does not represent this taxpayer")
+        if kind in ("400", "403"):
+            return refusal(kind)
         mono = time.monotonic()
         with self._lock:
             allowed = taxpayer.window.hit(mono)
-            headers = self._rate_headers(taxpayer, mono)
+            headers = rate_headers(taxpayer.window, mono)
             wait = math.ceil(taxpayer.window.retry_after(mono))
         if not allowed:
-            return self._limited(headers, max(wait, 1))
+            return limited(headers, max(wait, 1))
         if kind == "429":  # an injected 429: the window is not really full, it resets soon
-            return self._limited(headers, RETRY_AFTER_SECONDS)
+            return limited(headers, RETRY_AFTER_SECONDS)
         if kind in ("500", "503"):
-            # Standard errors: 500 InternalServerError, 503 ServiceUnavailable.
-            code = "InternalServerError" if kind == "500" else "ServiceUnavailable"
-            return _with(_error(int(kind), code, "Please try again later"), headers)
+            return with_headers(server_error(kind), headers)
         if kind == "waf":
             # Not documented by MyInvois: a WAF challenge in front of any API (SPEC §1).
             return waf_response()
         try:
             query = Query.parse(request.param, self.max_page_size)
         except BadArgumentError as exc:
-            return _with(_error(400, "BadArgument", str(exc), exc.target), headers)
+            return with_headers(error(400, "BadArgument", str(exc), exc.target), headers)
         with self._lock:
             page, has_next = query.page(taxpayer.records)
             if kind == "reset_after":
@@ -360,8 +321,3 @@ class MyInvoisSandbox(SandboxServer):
         body = json_body({"result": page, "metadata": {"hasNext": has_next}})
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         return Response(200, body, "application/json; charset=utf-8", headers, action=action)
-
-
-def _with(response: Response, headers: dict[str, str]) -> Response:
-    response.headers = {**headers, **response.headers}
-    return response

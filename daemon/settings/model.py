@@ -201,10 +201,17 @@ class SpoolSettings(_Section):
 
 class ServerSettings(_Section):
     listen: str = "127.0.0.1:9464"
+    push_listen: str | None = None  # optional second listener serving /push alone
+    threads: int = Field(default=8, ge=1, le=64)  # fixed worker pool, per listener
+    connection_limit: int = Field(default=1000, ge=16, le=60000)  # per listener
+    request_deadline: Duration = Field(default=10.0, gt=0, le=300)  # first byte -> whole body
+    idle_timeout: Duration = Field(default=15.0, ge=1, le=3600)  # keep-alive / silent clients
 
-    @field_validator("listen")
+    @field_validator("listen", "push_listen")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9464")
@@ -217,6 +224,14 @@ class ServerSettings(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def push_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of ``push_listen``, or None when there is no push-only listener."""
+        if self.push_listen is None:
+            return None
+        host, _, port = self.push_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class LogSettings(_Section):

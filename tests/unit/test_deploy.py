@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from daemon.metrics import Metrics, StreamLengthCollector, exported_names
 from daemon.metrics_groups import ConsumerGroupCollector, GroupStats, StreamGroups
 from daemon.metrics_process import register_process_metrics
+from daemon.server.stats import HttpMetrics
 from daemon.sink.lease import wrap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,7 @@ def exported() -> set[str]:
     stream = StreamGroups("drainer:{docplanner}", (group,))
     registry.register(ConsumerGroupCollector(lambda: [stream]))
     register_process_metrics(registry)  # as wiring.build does
+    HttpMetrics(registry).add_listener("main", dict)  # as the server's listener does
     wrap([], None, {}, 30.0, registry)  # leases = true: drainer_lease_held  # type: ignore[arg-type]
     return exported_names(registry)
 
@@ -241,7 +243,7 @@ def test_dashboard_shows_every_operational_metric() -> None:
         "drainer_consumer_group_pending",
         "drainer_consumer_group_oldest_pending_age_seconds",
         "drainer_redis_up",
-        "drainer_push_rejected_total",
+        "drainer_http_responses_total",
         "process_resident_memory_bytes",
         "process_start_time_seconds",
     } <= used

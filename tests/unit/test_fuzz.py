@@ -387,3 +387,16 @@ def test_canonical_json_of_nan_is_stable() -> None:
     """NaN and Infinity survive canonical JSON, so their event ids are deterministic."""
     item = {"name": "x", "data": {"v": float("nan"), "w": float("inf")}, "created_at": "t"}
     assert canonical_json(item) == canonical_json(json.loads(canonical_json(item)))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_pull_body_with_a_non_json_number_is_dead_lettered_whole(literal: str) -> None:
+    """NaN/Infinity (not RFC 8259 JSON) anywhere in a pull: the raw body is dead-lettered."""
+    body = (
+        b'{"notifications":[{"name":"slot-booked","data":{"x":%s},'
+        b'"created_at":"2026-11-02T10:18:34Z"}],"remaining":0}' % literal.encode()
+    )
+    expand, _ = expander()
+    (dead,) = expand(RawBatch(RECEIVED, "pull", body))
+    assert (dead.stream, dead.fields["reason"]) == (DEADLETTER, "unparseable_body")
+    assert dead.fields["raw"] == body.decode()

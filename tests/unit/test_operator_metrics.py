@@ -1,21 +1,12 @@
-"""Operator signals: process metrics, Redis reachability at scrape time, push rejections."""
+"""Operator signals: process metrics and Redis reachability at scrape time."""
 
 from __future__ import annotations
-
-import json
-import threading
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from daemon.errors import SinkError
-from daemon.metrics import PUSH_REJECTED_CODES, Metrics, StreamLengthCollector
+from daemon.metrics import StreamLengthCollector
 from daemon.metrics_process import register_process_metrics
-from daemon.sources.docplanner.push import PushReceiver
-from daemon.spool import SpoolBudget, SpoolLog
-
-TOKEN = "pl-push-token-value"
-PL = {"source": "docplanner", "account": "pl"}
 
 
 def test_process_metrics_are_on_the_injected_registry() -> None:
@@ -50,26 +41,3 @@ def test_redis_up_is_1_when_xlen_answers_and_0_when_it_does_not() -> None:
         registry.get_sample_value("drainer_stream_length", {"stream": "drainer:{docplanner}"})
         is None
     )
-
-
-def test_push_rejections_are_counted_by_code(tmp_path: Path) -> None:
-    """A wrong token (401), a body that is not JSON (400), a closed intake (503): one each."""
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, [("docplanner", "pl")])
-    spool = SpoolLog(tmp_path / "spool", SpoolBudget(1 << 20))
-    accepting = threading.Event()
-    accepting.set()
-    receiver = PushReceiver("pl", TOKEN, spool, metrics, "s", "d", accepting)
-
-    def rejected(code: str) -> float | None:
-        return registry.get_sample_value("drainer_push_rejected_total", {**PL, "code": code})
-
-    assert [rejected(code) for code in PUSH_REJECTED_CODES] == [0, 0, 0]  # pre-initialised
-    good = json.dumps({"name": "slot-booked", "created_at": "2026-11-01T10:00:00+01:00",
-                       "data": {"facility": {}, "doctor": {}, "address": {}}}).encode()  # fmt: skip
-    assert receiver.handle("wrong", good)[0] == 401
-    assert receiver.handle(TOKEN, b"{not json")[0] == 400
-    assert receiver.handle(TOKEN, good)[0] == 204
-    accepting.clear()
-    assert receiver.handle(TOKEN, good)[0] == 503
-    assert [rejected(code) for code in PUSH_REJECTED_CODES] == [1, 1, 1]

@@ -16,7 +16,7 @@ from daemon.commands.progress import PlainProgress, RichProgress
 RUNTIME_IMPORTS = """
 import sys
 sys.modules["rich"] = None
-import daemon.cli, daemon.runtime.run, daemon.runtime.wiring, daemon.server.http
+import daemon.cli, daemon.runtime.run, daemon.runtime.wiring, daemon.server.listener
 daemon.cli.build_parser()  # imports every command module, as `drainer run` does
 print("imported")
 """
