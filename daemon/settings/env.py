@@ -132,12 +132,12 @@ def blame(
 def _in_file(raw: Mapping[str, Any], loc: Loc) -> bool:
     node: Any = raw
     for part in loc:
-        if (isinstance(node, dict) and isinstance(part, str) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
-        ):
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
-        else:
+            continue
+        if not (isinstance(node, dict) and part in node):
             return False
+        node = node[part]
     return True
 
 
