@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import redis
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.commands.status import EXIT_DAEMON_UNREACHABLE
+from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
+from daemon.sources.myinvois.api import iso_z
 from tests.helpers import write_config
 
 WITHOUT_RICH = (
@@ -59,3 +64,33 @@ def test_demo_without_rich_names_the_extra_and_exits_2() -> None:
         "drainer demo: this needs the optional ui extra (rich): "
         "pip install 'notification-drainer[ui]'"
     ]
+
+
+def test_backfill_without_rich_prints_plain_progress_lines(
+    tmp_path: Path, redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """`drainer backfill` without rich: plain progress lines on stderr, then the summary."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    clients = [MyInvoisClient(client_id="acme-id", client_secret="acme-id-secret-value")]
+    with MyInvoisSandbox(clients=clients, requests_per_minute=6000) as sandbox:
+        sandbox.add_notifications(
+            "acme-id", 30, start=now - timedelta(days=2), end=now - timedelta(days=1)
+        )
+        account = {
+            "name": "acme",
+            "base_url": sandbox.base_url,
+            "client_id": "acme-id",
+            "client_secret": "acme-id-secret-value",
+            "requests_per_minute": 6000,
+        }
+        config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[account])
+        since, until = iso_z(now - timedelta(days=3)), iso_z(now - timedelta(hours=1))
+        result = drainer(
+            "backfill", "--config", str(config), "--account", "acme",
+            "--since", since, "--until", until,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("backfill acme: ")]
+    assert progress and progress[-1].startswith("backfill acme: 100%, "), progress
+    assert "30 published" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr and "━" not in result.stderr  # no rich bar
