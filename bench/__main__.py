@@ -8,7 +8,13 @@ import time
 
 from bench.common import Row, machine, table
 
-BENCHMARKS = ("bench_docplanner", "bench_myinvois", "bench_push", "bench_rss")
+BENCHMARKS = (
+    "bench_docplanner",
+    "bench_many_accounts",
+    "bench_myinvois",
+    "bench_push",
+    "bench_rss",
+)
 
 
 def main(names: list[str]) -> int:
