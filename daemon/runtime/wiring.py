@@ -21,11 +21,13 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry
 
+from daemon.errors import ConfigError, RedisCommandError, SinkError
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
+from daemon.sink.durability import Policy
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
@@ -67,13 +69,29 @@ class Parts:
     accepting: threading.Event = field(default_factory=threading.Event)
 
 
+def _detect_durability(sink: RedisSink) -> None:
+    """Say at start what durability is in force; decided at the first publish if Redis is down."""
+    try:
+        sink.detect()
+    except SinkError as exc:
+        log.warning("redis.durability_pending", reason=str(exc))
+    except RedisCommandError as exc:  # e.g. durability = "aof" on a server without WAITAOF
+        raise ConfigError(str(exc)) from None
+
+
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> Parts:
     registry = registry or CollectorRegistry()
     accounts = [("docplanner", a.name) for a in settings.docplanner]
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
     client = connect(settings.redis)
-    sink = RedisSink(client, settings.redis.dedupe_window, settings.redis.stream_maxlen)
+    sink = RedisSink(
+        client,
+        settings.redis.dedupe_window,
+        settings.redis.stream_maxlen,
+        Policy.from_settings(settings.redis),
+    )
+    _detect_durability(sink)
     streams = settings.streams
     registry.register(
         StreamLengthCollector(

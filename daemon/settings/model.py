@@ -68,6 +68,10 @@ class RedisSettings(_Section):
     lease_ttl: Duration = 15.0
     retention: Literal["maxlen", "minid", "consumer_groups"] = "maxlen"
     retention_age: Duration = 7 * 86400.0
+    # Durable publish (daemon.sink.durability): WAIT/WAITAOF before a record is released.
+    durability: Literal["auto", "none", "replicas", "aof"] = "auto"
+    wait_replicas: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
+    wait_timeout: Duration = 1.0
 
     # Validators run in field order and only on keys that were set, so each one below
     # checks its key against the keys declared above it and the error names that key.
@@ -132,6 +136,14 @@ class RedisSettings(_Section):
     def _retention(cls, value: str, info: ValidationInfo) -> str:
         if value != "maxlen" and info.data.get("stream_maxlen"):
             raise ValueError('stream_maxlen must be 0 or unset unless retention = "maxlen"')
+        return value
+
+    @field_validator("wait_timeout")
+    @classmethod
+    def _wait_timeout(cls, value: float) -> float:
+        # WAIT 0 blocks forever; past the 5 s socket timeout the client gives up first.
+        if not 0.01 <= value <= 4.0:
+            raise ValueError("must be between 10ms and 4s (below the 5s Redis socket timeout)")
         return value
 
     @field_validator("retention_age")

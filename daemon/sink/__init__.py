@@ -2,6 +2,8 @@
 
 - :mod:`.connect`: the client the ``[redis]`` settings ask for (one node, Sentinel, Cluster);
 - :mod:`.publish`: atomic de-duplicated ``XADD`` and the MyInvois watermarks;
+- :mod:`.durability`: the ``WAIT``/``WAITAOF`` a publish needs before it is released;
+- :mod:`.failures`: which Redis errors are retried and which need an operator;
 - :mod:`.lease`: per-account leases for two daemons on one config;
 - :mod:`.retention`: MINID / consumer-group trimming.
 """
@@ -10,8 +12,16 @@ from daemon.sink.publish import (
     TRANSIENT_REDIS_ERRORS,
     PublishResult,
     RedisSink,
+    WatermarkUpdate,
     connect,
     related_key,
 )
 
-__all__ = ["TRANSIENT_REDIS_ERRORS", "PublishResult", "RedisSink", "connect", "related_key"]
+__all__ = [
+    "TRANSIENT_REDIS_ERRORS",
+    "PublishResult",
+    "RedisSink",
+    "WatermarkUpdate",
+    "connect",
+    "related_key",
+]

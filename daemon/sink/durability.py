@@ -1,0 +1,164 @@
+"""Durable publish: what a Redis node must acknowledge before a spool record is released.
+
+``XADD`` succeeding on a master does not make the entry survive a failover: replication
+is asynchronous. After the writes of a publish call, on the same connection, the sink
+sends ``WAIT numreplicas timeout`` (or ``WAITAOF 1 numreplicas timeout`` where the server
+has it, Redis >= 7.2) and releases the record only if enough acknowledged.
+
+``[redis] durability`` (SPEC §2 "Durable publish"):
+
+- ``auto`` (default): Sentinel, or a master that reports connected replicas -> wait for
+  ``wait_replicas`` (auto = 1) replicas; a node without replicas -> no wait, and one
+  warning at start that a Redis crash can lose the last writes. Cluster: per shard.
+- ``replicas``: always ``WAIT wait_replicas`` (auto = 1), whatever the node reports.
+- ``aof``: ``WAITAOF 1 N``: the master's own AOF fsync, plus N replicas' (auto = 1 where
+  there are replicas, else 0). Needs Redis >= 7.2 with ``appendonly yes``.
+- ``none``: no wait (the behaviour before durable publish).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import redis
+import structlog
+
+from daemon.errors import RedisCommandError
+
+if TYPE_CHECKING:
+    from daemon.settings import RedisSettings
+
+log = structlog.get_logger("daemon.sink")
+
+Mode = Literal["auto", "none", "replicas", "aof"]
+Topology = Literal["single", "sentinel", "cluster"]
+
+NO_REPLICA_WARNING = (
+    "no replica and no AOF wait: a Redis crash can lose the last writes the daemon has "
+    "already released; add a replica (Sentinel), or run Redis >= 7.2 with appendonly yes "
+    'and set [redis] durability = "aof" (WAITAOF)'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The ``[redis]`` durability settings."""
+
+    mode: Mode = "none"
+    wait_replicas: int | None = None  # None = auto
+    timeout: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> Policy:
+        replicas = settings.wait_replicas
+        return cls(
+            settings.durability, None if replicas == "auto" else replicas, settings.wait_timeout
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """What a master node says about itself (INFO, COMMAND INFO)."""
+
+    version: str
+    connected_replicas: int
+    waitaof: bool
+    aof_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The acknowledgement one node's writes need: replicas (WAIT) and/or local AOF (WAITAOF)."""
+
+    replicas: int = 0
+    local_aof: bool = False
+    timeout_ms: int = 1000
+
+    @property
+    def active(self) -> bool:
+        return self.local_aof or self.replicas > 0
+
+    def command(self) -> tuple[Any, ...]:
+        if self.local_aof:
+            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def shortfall(self, reply: Any) -> str | None:
+        """None when ``reply`` (to :meth:`command`) is enough, else what was missing."""
+        if self.local_aof:
+            local, replicas = int(reply[0]), int(reply[1])
+            if local >= 1 and replicas >= self.replicas:
+                return None
+            return f"WAITAOF: local fsync {local}/1, replicas {replicas}/{self.replicas}"
+        acked = int(reply)
+        if acked >= self.replicas:
+            return None
+        return f"WAIT: {acked}/{self.replicas} replicas acknowledged"
+
+    def describe(self) -> str:
+        if self.local_aof:
+            return f"WAITAOF 1 {self.replicas} (local AOF fsync + {self.replicas} replicas)"
+        if self.replicas:
+            return f"WAIT {self.replicas} (replica acknowledgement)"
+        return "none"
+
+
+NO_WAIT = Wait()
+
+
+def node_facts(node: redis.Redis) -> NodeFacts:
+    """Ask one master for its version, replicas, AOF and WAITAOF support."""
+    server = node.info("server")
+    replication = node.info("replication")
+    persistence = node.info("persistence")
+    found = node.execute_command("COMMAND", "INFO", "WAITAOF")  # type: ignore[no-untyped-call]
+    return NodeFacts(
+        version=str(server.get("redis_version", "?")),
+        connected_replicas=int(replication.get("connected_slaves", 0)),
+        waitaof=bool(found and found[0]),
+        aof_enabled=bool(int(persistence.get("aof_enabled", 0))),
+    )
+
+
+def resolve(policy: Policy, topology: Topology, facts: NodeFacts) -> Wait:
+    """The wait for one master (one shard on a cluster); RedisCommandError if impossible."""
+    timeout_ms = max(1, int(policy.timeout * 1000))
+    has_replicas = topology == "sentinel" or facts.connected_replicas > 0
+    wanted = policy.wait_replicas
+    if policy.mode == "none":
+        return NO_WAIT
+    if policy.mode == "replicas":
+        return Wait(replicas=1 if wanted is None else wanted, timeout_ms=timeout_ms)
+    if policy.mode == "aof":
+        if not facts.waitaof:
+            raise RedisCommandError(
+                f'redis.durability = "aof" needs WAITAOF (Redis >= 7.2); '
+                f"the server is {facts.version}"
+            )
+        if not facts.aof_enabled:
+            raise RedisCommandError('redis.durability = "aof" needs appendonly yes on the server')
+        replicas = wanted if wanted is not None else (1 if has_replicas else 0)
+        return Wait(replicas=replicas, local_aof=True, timeout_ms=timeout_ms)
+    if has_replicas:
+        return Wait(replicas=1 if wanted is None else wanted, timeout_ms=timeout_ms)
+    return NO_WAIT
+
+
+def announce(
+    node: str, topology: Topology, policy: Policy, wait: Wait, facts: NodeFacts | None
+) -> None:
+    """The one start-up line saying what durability is in force (per shard on a cluster)."""
+    fields: dict[str, Any] = {"topology": topology, "mode": policy.mode, "wait": wait.describe()}
+    if node:
+        fields["node"] = node
+    if facts is not None:
+        fields.update(
+            redis_version=facts.version,
+            replicas=facts.connected_replicas,
+            aof=facts.aof_enabled,
+            waitaof_supported=facts.waitaof,
+        )
+    log.info("redis.durability", **fields)
+    if not wait.active and policy.mode == "auto":
+        log.warning("redis.durability_weak", node=node or None, detail=NO_REPLICA_WARNING)
