@@ -59,7 +59,7 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class NodeFacts:
-    """What a master node says about itself (INFO, COMMAND INFO)."""
+    """What a master node says about itself (INFO; WAITAOF support from its version)."""
 
     version: str
     connected_replicas: int
@@ -112,13 +112,21 @@ def node_facts(node: redis.Redis) -> NodeFacts:
     server = node.info("server")
     replication = node.info("replication")
     persistence = node.info("persistence")
-    found = node.execute_command("COMMAND", "INFO", "WAITAOF")  # type: ignore[no-untyped-call]
     return NodeFacts(
         version=str(server.get("redis_version", "?")),
         connected_replicas=int(replication.get("connected_slaves", 0)),
-        waitaof=bool(found and found[0]),
+        waitaof=_version(str(server.get("redis_version", "0"))) >= (7, 2),
         aof_enabled=bool(int(persistence.get("aof_enabled", 0))),
     )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``7.0.15`` -> (7, 0, 15); WAITAOF came with 7.2 (Valkey reports 7.2.4 here)."""
+    parts = []
+    for part in text.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def resolve(policy: Policy, topology: Topology, facts: NodeFacts) -> Wait:
@@ -146,9 +154,12 @@ def resolve(policy: Policy, topology: Topology, facts: NodeFacts) -> Wait:
 
 
 def announce(
-    node: str, topology: Topology, policy: Policy, wait: Wait, facts: NodeFacts | None
-) -> None:
-    """The one start-up line saying what durability is in force (per shard on a cluster)."""
+    node: str, topology: Topology, policy: Policy, wait: Wait, facts: NodeFacts | None, warn: bool
+) -> bool:
+    """The start-up line saying what durability is in force (one per shard on a cluster).
+
+    Plus, when ``warn``, the one warning that a node has no replica wait; True if logged.
+    """
     fields: dict[str, Any] = {"topology": topology, "mode": policy.mode, "wait": wait.describe()}
     if node:
         fields["node"] = node
@@ -160,5 +171,7 @@ def announce(
             waitaof_supported=facts.waitaof,
         )
     log.info("redis.durability", **fields)
-    if not wait.active and policy.mode == "auto":
+    if warn and not wait.active and policy.mode == "auto":
         log.warning("redis.durability_weak", node=node or None, detail=NO_REPLICA_WARNING)
+        return True
+    return False

@@ -157,6 +157,7 @@ class RedisSink:
         self._waits: dict[str, Wait] = {}  # per master, decided when first seen
         self._replicated = False  # a master had replicas: later-promoted ones keep the wait
         self._refresh_slots = False
+        self._warned = False  # the "no replica wait" warning is logged once
 
     # --- durability ----------------------------------------------------------------------
 
@@ -182,7 +183,8 @@ class RedisSink:
                 wait = resolve(self.policy, self.topology, replace(facts, connected_replicas=1))
         self._replicated = self._replicated or wait.replicas > 0
         self._waits[name] = wait
-        announce(name, self.topology, self.policy, wait, facts)
+        warned = announce(name, self.topology, self.policy, wait, facts, not self._warned)
+        self._warned = self._warned or warned
         return wait, facts
 
     def _masters(self) -> list[Node]:
