@@ -8,7 +8,7 @@ import time
 
 from bench.common import Row, machine, table
 
-BENCHMARKS = ("bench_docplanner", "bench_myinvois", "bench_push", "bench_rss")
+BENCHMARKS = ("bench_docplanner", "bench_myinvois", "bench_push", "bench_rss", "bench_durable")
 
 
 def main(names: list[str]) -> int:
