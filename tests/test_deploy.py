@@ -50,6 +50,8 @@ EXPECTED_ALERTS = {
     "SpoolNotDraining",
     "UpstreamRateLimited",
     "UpstreamAuthFailing",
+    "RedisWritesNotDurable",
+    "RedisRefusingPublish",
 }
 
 
