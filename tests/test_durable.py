@@ -210,6 +210,7 @@ def test_wrongtype_on_the_stream_key_is_refused_loudly_and_kept(
     assert metrics.registry.get_sample_value("drainer_redis_command_errors_total", labels) == 1
     redis_client.delete(STREAM)  # the operator fixes the key: the record goes out
     assert publisher.tick(1.0) == 1.0 and spool.pending_records == 0
+    assert redis_client.xlen(STREAM) == 1  # the refused attempt left no seen key behind
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The Redis sink: idempotent, atomic publishing of stream entries (SPEC §2, §3).
 
-One Lua call per run of entries for the same stream: for each entry, ``SET seen-key NX PX
-window`` and, only if it was not seen, ``XADD`` (with an approximate MAXLEN trim). The seen
+One Lua call per run of entries for the same stream: for each entry whose seen key does not
+exist, ``XADD`` (with an approximate MAXLEN trim) and then ``SET seen-key PX window``. The seen
 key and the stream share a hash slot (see :func:`related_key`), so this works on Redis
 Cluster; the script is atomic, so a crash can never leave a seen key without its entry.
 Works on Redis 6.2+ (``XADD ... MAXLEN ~``, ``SET ... NX PX``).
@@ -46,6 +46,8 @@ from daemon.sink.durability import (
 )
 from daemon.sink.failures import translate
 
+# XADD before the seen key: a script error (WRONGTYPE) does not roll back earlier writes,
+# so a refused XADD must not leave a seen key behind that would make its retry a duplicate.
 PUBLISH_SCRIPT = """
 local window = ARGV[1]
 local maxlen = tonumber(ARGV[2])
@@ -54,7 +56,7 @@ local flags = {}
 local added = 0
 for i = 3, #KEYS do
   local n = tonumber(ARGV[pos])
-  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', window) then
+  if redis.call('EXISTS', KEYS[i]) == 0 then
     local args = {'XADD', KEYS[1]}
     if maxlen > 0 then
       table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, maxlen)
@@ -62,6 +64,7 @@ for i = 3, #KEYS do
     table.insert(args, '*')
     for j = pos + 1, pos + n do table.insert(args, ARGV[j]) end
     redis.call(unpack(args))
+    redis.call('SET', KEYS[i], '1', 'PX', window)
     flags[#flags + 1] = 1
     added = added + 1
   else
