@@ -9,6 +9,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,12 @@ from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis, find_redis_server, free_port
 from daemon.envelope import StreamEntry
-from daemon.errors import DurabilityError, SinkError
+from daemon.errors import DurabilityError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, connect
-from daemon.sink.durability import NO_WAIT, Policy, Wait
+from daemon.sink.durability import NO_WAIT, NodeFacts, Policy, Topology, Wait, resolve
 from daemon.sink.failures import is_transient
 from daemon.spool import SpoolBudget, SpoolLog
 from daemon.worker import Backoff, drive
@@ -134,6 +135,48 @@ def test_aof_durability_on_a_server_without_waitaof_is_a_config_error(
     )
     assert done.returncode == 2, done.stderr
     assert 'redis.durability = "aof" needs WAITAOF' in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("policy", "topology", "replicas", "expected"),
+    [
+        (Policy("auto"), "sentinel", 0, Wait(replicas=1)),
+        (Policy("auto"), "single", 2, Wait(replicas=1)),
+        (Policy("auto", 2), "cluster", 2, Wait(replicas=2)),
+        (Policy("auto"), "cluster", 0, NO_WAIT),
+        (Policy("replicas"), "single", 0, Wait(replicas=1)),
+        (Policy("none"), "sentinel", 3, NO_WAIT),
+        (Policy("aof"), "single", 0, Wait(local_aof=True)),
+        (Policy("aof"), "sentinel", 0, Wait(replicas=1, local_aof=True)),
+    ],
+)
+def test_the_wait_follows_the_deployment(
+    policy: Policy, topology: Topology, replicas: int, expected: Wait
+) -> None:
+    """Sentinel or replicas: WAIT 1; a lone node: none; aof adds the local fsync (7.2 facts)."""
+    facts = NodeFacts("7.2.4", replicas, waitaof=True, aof_enabled=True)
+    assert resolve(policy, topology, facts) == expected
+
+
+def test_aof_needs_waitaof_and_appendonly() -> None:
+    """durability = "aof" on Redis 7.0, or without appendonly: refused, naming the key."""
+    old = NodeFacts("7.0.15", 1, waitaof=False, aof_enabled=True)
+    with pytest.raises(RedisCommandError, match=r"needs WAITAOF .* 7\.0\.15"):
+        resolve(Policy("aof"), "single", old)
+    with pytest.raises(RedisCommandError, match="appendonly yes"):
+        resolve(
+            Policy("aof"), "single", replace(old, version="7.2.4", waitaof=True, aof_enabled=False)
+        )
+
+
+def test_aof_wait_sends_waitaof_for_the_local_fsync_beside_wait() -> None:
+    """WAIT n for replicas plus WAITAOF 1 0 (not WAITAOF 1 n, ~1 s a call); both must be met."""
+    wait = Wait(replicas=1, local_aof=True, timeout_ms=300)
+    assert wait.commands() == [("WAIT", 1, 300), ("WAITAOF", 1, 0, 300)]
+    assert wait.shortfall([1, [1, 0]]) is None
+    assert "WAITAOF" in (wait.shortfall([1, [0, 0]]) or "")
+    assert "0/1" in (wait.shortfall([0, [1, 0]]) or "")
+    assert NO_WAIT.commands() == []
 
 
 # --- waiting -----------------------------------------------------------------------------
@@ -249,8 +292,8 @@ def test_failover_with_a_stalled_replica_loses_nothing_the_spool_released(
     conf.write_text(
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nlogfile {tmp_path / 'sentinel.log'}\n"
         f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
-        "sentinel down-after-milliseconds mymaster 1000\n"
-        "sentinel failover-timeout mymaster 3000\n"
+        "sentinel down-after-milliseconds mymaster 2000\n"  # 1000: spurious 2nd failovers
+        "sentinel failover-timeout mymaster 5000\n"
     )
     sentinel = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"])
     probe = redis.Redis(port=port, socket_timeout=1, decode_responses=True)

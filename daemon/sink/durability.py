@@ -2,8 +2,8 @@
 
 ``XADD`` succeeding on a master does not make the entry survive a failover: replication
 is asynchronous. After the writes of a publish call, on the same connection, the sink
-sends ``WAIT numreplicas timeout`` (or ``WAITAOF 1 numreplicas timeout`` where the server
-has it, Redis >= 7.2) and releases the record only if enough acknowledged.
+sends ``WAIT numreplicas timeout`` (and ``WAITAOF 1 0 timeout`` for the local AOF fsync
+where the server has it, Redis >= 7.2) and releases the record only if enough acknowledged.
 
 ``[redis] durability`` (SPEC §2 "Durable publish"):
 
@@ -11,8 +11,8 @@ has it, Redis >= 7.2) and releases the record only if enough acknowledged.
   ``wait_replicas`` (auto = 1) replicas; a node without replicas -> no wait, and one
   warning at start that a Redis crash can lose the last writes. Cluster: per shard.
 - ``replicas``: always ``WAIT wait_replicas`` (auto = 1), whatever the node reports.
-- ``aof``: ``WAITAOF 1 N``: the master's own AOF fsync, plus N replicas' (auto = 1 where
-  there are replicas, else 0). Needs Redis >= 7.2 with ``appendonly yes``.
+- ``aof``: ``WAITAOF 1 0``: the master's own AOF fsync, plus ``WAIT N`` for N replicas
+  (auto = 1 where there are replicas, else 0). Needs Redis >= 7.2 with ``appendonly yes``.
 - ``none``: no wait (the behaviour before durable publish).
 """
 
@@ -79,26 +79,35 @@ class Wait:
     def active(self) -> bool:
         return self.local_aof or self.replicas > 0
 
-    def command(self) -> tuple[Any, ...]:
+    def commands(self) -> list[tuple[Any, ...]]:
+        """Sent after the writes, on their connection. ``WAITAOF 1 0`` for the local fsync
+        beside ``WAIT n`` for the replicas: ``WAITAOF 1 n`` would wait ~1 s per call for the
+        replicas' once-a-second fsync report."""
+        out: list[tuple[Any, ...]] = []
+        if self.replicas:
+            out.append(("WAIT", self.replicas, self.timeout_ms))
         if self.local_aof:
-            return ("WAITAOF", 1, self.replicas, self.timeout_ms)
-        return ("WAIT", self.replicas, self.timeout_ms)
+            out.append(("WAITAOF", 1, 0, self.timeout_ms))
+        return out
 
-    def shortfall(self, reply: Any) -> str | None:
-        """None when ``reply`` (to :meth:`command`) is enough, else what was missing."""
+    def shortfall(self, replies: list[Any]) -> str | None:
+        """None when the replies to :meth:`commands` are enough, else what was missing."""
+        missing = []
+        if self.replicas:
+            acked = int(replies[0])
+            if acked < self.replicas:
+                missing.append(f"WAIT: {acked}/{self.replicas} replicas acknowledged")
         if self.local_aof:
-            local, replicas = int(reply[0]), int(reply[1])
-            if local >= 1 and replicas >= self.replicas:
-                return None
-            return f"WAITAOF: local fsync {local}/1, replicas {replicas}/{self.replicas}"
-        acked = int(reply)
-        if acked >= self.replicas:
-            return None
-        return f"WAIT: {acked}/{self.replicas} replicas acknowledged"
+            local = int(replies[-1][0])
+            if local < 1:
+                missing.append("WAITAOF: the local AOF fsync was not confirmed")
+        return "; ".join(missing) or None
 
     def describe(self) -> str:
         if self.local_aof:
-            return f"WAITAOF 1 {self.replicas} (local AOF fsync + {self.replicas} replicas)"
+            return (
+                f"WAITAOF 1 0 + WAIT {self.replicas} (local AOF fsync + {self.replicas} replicas)"
+            )
         if self.replicas:
             return f"WAIT {self.replicas} (replica acknowledgement)"
         return "none"

@@ -238,18 +238,22 @@ class RedisSink:
                 if mark is not None and mark[0] == name and watermark is not None:
                     moment = f"{watermark.moment.timestamp():.6f}"
                     self._watermark(keys=[mark[1]], args=[moment], client=pipe)
-                if wait.active:
-                    pipe.execute_command(*wait.command())  # type: ignore[no-untyped-call]
+                checks = wait.commands()
+                for command in checks:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
                 replies = pipe.execute()
                 for (stream, run), flags in zip(runs, replies, strict=False):
                     added = sum(int(flag) for flag in flags)
                     published[stream] = published.get(stream, 0) + added
                     duplicates[stream] = duplicates.get(stream, 0) + len(run) - added
-                shortfall = wait.shortfall(replies[-1]) if wait.active else None
+                shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
                 if shortfall is not None:
                     raise DurabilityError(f"redis entries not durable in time: {shortfall}")
         except (redis.RedisError, RedisClusterException) as exc:
             self._refresh_slots = True
+            if isinstance(exc, redis.ReadOnlyError) and isinstance(self.client, redis.Redis):
+                # A plain url (DNS name, VIP) still pointing at a demoted master: reconnect.
+                self.client.connection_pool.disconnect()
             raise translate(exc, "publish") from exc
         return PublishResult(
             sum(published.values()), sum(duplicates.values()), published, duplicates
