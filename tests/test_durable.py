@@ -28,7 +28,7 @@ from daemon.sink.durability import NO_WAIT, NodeFacts, Policy, Topology, Wait, r
 from daemon.sink.failures import is_transient
 from daemon.spool import SpoolBudget, SpoolLog
 from daemon.worker import Backoff, drive
-from tests.helpers import online_replicas, wait_for, write_config
+from tests.helpers import assert_redis_config_error, online_replicas, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 DEADLETTER = "drainer:{deadletter}"
@@ -343,3 +343,19 @@ def _master_port(probe: redis.Redis) -> int | None:
     except (redis.RedisError, TypeError, ValueError):
         return None
     return int(port)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('durability = "fast"', "redis.durability"),
+        ("wait_replicas = -1", "redis.wait_replicas"),
+        ('wait_timeout = "10s"', "redis.wait_timeout"),
+        ("wait_timeout = 0", "redis.wait_timeout"),
+    ],
+)
+def test_bad_durability_settings_are_one_line_config_errors(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    """An unknown mode, a negative count, a wait past the socket timeout or 0 (forever): exit 2."""
+    assert_redis_config_error(tmp_path, toml, key)

@@ -70,7 +70,7 @@ class RedisSettings(_Section):
     retention_age: Duration = 7 * 86400.0
     # Durable publish (daemon.sink.durability): WAIT/WAITAOF before a record is released.
     durability: Literal["auto", "none", "replicas", "aof"] = "auto"
-    wait_replicas: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = "auto"
+    wait_replicas: int | str = "auto"  # "auto" or 0..16
     wait_timeout: Duration = 1.0
 
     # Validators run in field order and only on keys that were set, so each one below
@@ -136,6 +136,15 @@ class RedisSettings(_Section):
     def _retention(cls, value: str, info: ValidationInfo) -> str:
         if value != "maxlen" and info.data.get("stream_maxlen"):
             raise ValueError('stream_maxlen must be 0 or unset unless retention = "maxlen"')
+        return value
+
+    @field_validator("wait_replicas")
+    @classmethod
+    def _wait_replicas(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.isdigit():  # DRAINER_REDIS__WAIT_REPLICAS=2
+            value = int(value)
+        if value != "auto" and (isinstance(value, str) or not 0 <= value <= 16):
+            raise ValueError('must be "auto" or a number of replicas from 0 to 16')
         return value
 
     @field_validator("wait_timeout")

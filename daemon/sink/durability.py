@@ -53,7 +53,9 @@ class Policy:
     def from_settings(cls, settings: RedisSettings) -> Policy:
         replicas = settings.wait_replicas
         return cls(
-            settings.durability, None if replicas == "auto" else replicas, settings.wait_timeout
+            settings.durability,
+            None if replicas == "auto" else int(replicas),
+            settings.wait_timeout,
         )
 
 
