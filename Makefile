@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sandbox clean
+.PHONY: demo test test-fast lint bench sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(ARGS)
+
+test-fast: $(STAMP)  # the unit tier: pure code and tick() with fakes, well under a minute
+	$(BIN)/pytest tests/unit $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -44,7 +44,7 @@ def _drain(directory: Path, url: str, policy: Policy, stream: str) -> tuple[floa
             ]
         )
     client = connect(url)
-    sink = RedisSink(client, 86400.0, 0, policy)
+    sink = RedisSink(client, 86400.0, 0, durability=policy)
     sink.detect()
     publisher = Publisher(
         "docplanner", "bench", spool, sink, Metrics(CollectorRegistry()), "bench:{dl}"
@@ -63,7 +63,7 @@ def _drain(directory: Path, url: str, policy: Policy, stream: str) -> tuple[floa
 def _single(url: str, policy: Policy, stream: str, calls: int = 500) -> float:
     """Median seconds of a publish call of one event (a push-sized batch)."""
     client = connect(url)
-    sink = RedisSink(client, 86400.0, 0, policy)
+    sink = RedisSink(client, 86400.0, 0, durability=policy)
     sink.detect()
     took = []
     for n in range(calls):

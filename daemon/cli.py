@@ -16,8 +16,10 @@ import structlog
 
 from daemon import __version__
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerError
-from daemon.logs import configure_logging
+from daemon.logs import configure_logging, is_configured, journal_stream
 from daemon.settings import Settings, config_path, load_settings
+from daemon.settings.load import security_warnings
+from daemon.sink.memory import evicting_policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -42,8 +44,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.runtime.wiring import build
 
     settings = _settings(args)
-    configure_logging(settings.log.level, settings.log.format, settings.secret_values())
-    runtime = Runtime(build(settings), Notifier(os.environ.get("NOTIFY_SOCKET")))
+    configure_logging(
+        settings.log.level,
+        settings.log.format,
+        settings.secret_values(),
+        journal=journal_stream(os.environ.get("JOURNAL_STREAM"), sys.stdout),
+    )
+    for problem in security_warnings(settings, config_path(args.config, os.environ), os.environ):
+        structlog.get_logger("daemon").warning("config.insecure", problem=problem)
+    parts = build(settings)
+    policy = evicting_policy(parts.redis)
+    if policy is not None and not settings.redis.allow_eviction:
+        raise ConfigError(
+            f"redis.allow_eviction: Redis maxmemory-policy is {policy}: it can evict "
+            "de-duplication keys and let duplicates through; set it to noeviction (or "
+            "allow_eviction = true)"
+        )
+    if policy is not None:
+        structlog.get_logger("daemon").warning("redis.eviction_allowed", policy=policy)
+    try:
+        runtime = Runtime(parts, Notifier(os.environ.get("NOTIFY_SOCKET")))
+    except OSError as exc:  # the listener could not bind: one line, not a traceback
+        raise DrainerError(
+            f"cannot listen on server.listen {settings.server.listen}: {exc.strerror or exc}"
+        ) from None
     with capture_signals(runtime.signals, exit_on_second=True):
         return runtime.run()
 
@@ -51,6 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = config_path(args.config, os.environ)
     settings = load_settings(path, os.environ)
+    for problem in security_warnings(settings, path, os.environ):
+        print(f"# warning: {problem}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
     print(json.dumps(settings.redacted(), indent=2))
     return EXIT_OK
@@ -97,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", demo, "local sandboxes + Redis + the daemon, with a live view; no setup"),
         ("sandbox", sandbox, "run the DocPlanner and MyInvois sandboxes alone"),
     ):
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=getattr(module, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
     return parser
@@ -112,9 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"drainer: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except DrainerError as exc:
-        structlog.get_logger("daemon").error("drainer.fatal", error=str(exc))
-        print(f"drainer: {exc}", file=sys.stderr)
+    except DrainerError as exc:  # one line: a log event under `run`, else on stderr
+        if is_configured():
+            structlog.get_logger("daemon").error("drainer.fatal", error=str(exc))
+        else:
+            print(f"drainer: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_OK

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,11 +67,25 @@ def canonical_json(value: Any) -> str:
 
 
 def loads(raw: bytes) -> Any:
-    """``json.loads``; hostile nesting raises ValueError instead of RecursionError."""
+    """Strict RFC 8259 ``json.loads``: ``NaN``/``Infinity``/``-Infinity`` and numbers that
+    overflow a double (``1e999``, re-encoded as ``Infinity``) raise ValueError, and so does
+    hostile nesting (instead of RecursionError)."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def _reject_constant(name: str) -> Any:
+    """Python's json accepts these non-JSON literals; strict consumers cannot parse them."""
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} overflows a double")
+    return value
 
 
 def to_raw(value: Any) -> bytes:

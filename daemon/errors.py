@@ -6,7 +6,9 @@
     │   ├── TransientError     5xx, WAF 405, connection reset, timeout, truncated body: retry later
     │   ├── RateLimitedError   429: no request before ``retry_at``
     │   ├── AuthError          token endpoint refused the credentials
-    │   └── ForbiddenError     403: this client may not call this endpoint at all
+    │   ├── ForbiddenError     403 on a pull or a page: back off (capped), retry, resume
+    │   └── BadRequestError    400 on a page: our request is wrong; visible failing state
+    │       └── PageSizeRefusedError  the 400 names ``pageSize``: ask for smaller pages
     ├── SpoolError             the local write-ahead spool cannot be written
     │   └── SpoolFullError     ``spool.max_bytes`` reached: pause intake
     ├── SinkError              Redis did not accept a publish (connection, timeout, OOM,
@@ -16,6 +18,7 @@
     ├── RedisCommandError      Redis refused a command for good (WRONGTYPE on our key, a
     │                          script error, NOPERM): an operator must act; the record stays
     │                          spooled, the publisher logs it with a traceback and retries slowly
+    ├── ListenError            an HTTP listen address cannot be bound -> exit code 1
     └── InvariantError         a broken internal invariant: exit 1 so systemd restarts us
 
 Expected transient errors (TransientError, RateLimitedError, SpoolFullError, SinkError)
@@ -60,7 +63,15 @@ class AuthError(UpstreamError):
 
 
 class ForbiddenError(UpstreamError):
-    """403: the client is not allowed to use this endpoint; stop calling it."""
+    """403: not allowed now. Pulls and pages back off (capped) and retry; release stops."""
+
+
+class BadRequestError(UpstreamError):
+    """400 on a request we built: repeating it unchanged cannot help (MyInvois BadRequest)."""
+
+
+class PageSizeRefusedError(BadRequestError):
+    """A 400 that names ``pageSize``: the administrators' maximum is below what we asked."""
 
 
 class SpoolError(DrainerError):
@@ -81,6 +92,10 @@ class DurabilityError(SinkError):
 
 class RedisCommandError(DrainerError):
     """Redis refused a command in a way retrying will not fix; an operator has to act."""
+
+
+class ListenError(DrainerError):
+    """``server.listen`` or ``server.push_listen`` cannot be bound (in use, not local)."""
 
 
 class InvariantError(DrainerError):

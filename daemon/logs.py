@@ -2,12 +2,15 @@
 
 Events are namespaced (``docplanner.batch_published``). A last processor scrubs every
 configured secret from every value, so even an exception text that quotes a secret
-cannot leak it.
+cannot leak it. When stdout is the journal (``$JOURNAL_STREAM`` names it), every line
+starts with its syslog priority (``<3>`` for errors), which journald strips and stores,
+so ``journalctl -p err`` finds the errors.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
@@ -17,6 +20,30 @@ import structlog
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LEVELS["error"] = logging.ERROR
 REDACTED = "***"
+SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "exception": 3}
+SYSLOG_PRIORITY["critical"] = 2
+
+
+def journal_stream(value: str | None, stream: TextIO) -> bool:
+    """True when ``$JOURNAL_STREAM`` (``device:inode``) names ``stream``'s file (systemd)."""
+    if not value:
+        return False
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        info = os.fstat(stream.fileno())
+    except (ValueError, OSError):
+        return False
+    return (info.st_dev, info.st_ino) == (device, inode)
+
+
+def syslog_prefix(logger: object, method: str, rendered: Any) -> Any:
+    """The last processor under journald: ``<N>`` + the rendered line (N: syslog priority)."""
+    return f"<{SYSLOG_PRIORITY.get(method, 6)}>{rendered}"
+
+
+def is_configured() -> bool:
+    """Whether :func:`configure_logging` ran in this process (``drainer run`` only)."""
+    return structlog.is_configured()
 
 
 class SecretScrubber:
@@ -48,8 +75,12 @@ def configure_logging(
     fmt: str | None = None,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    journal: bool = False,
 ) -> None:
-    """Configure structlog; ``fmt=None`` picks console on a TTY and JSON otherwise."""
+    """Configure structlog; ``fmt=None`` picks console on a TTY and JSON otherwise.
+
+    ``journal=True`` (stdout is journald's stream) prefixes each line with its priority.
+    """
     stream = stream or sys.stdout
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
@@ -66,6 +97,7 @@ def configure_logging(
             structlog.processors.format_exc_info,
             SecretScrubber(secrets),
             renderer,
+            *([syslog_prefix] if journal else []),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(stream),

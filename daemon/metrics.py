@@ -7,13 +7,19 @@ dead-letter reasons below. Never an id.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from daemon import __version__
+from daemon.errors import SinkError
+
+log = structlog.get_logger("daemon.metrics")
 
 DEADLETTER_REASONS = (
     "unparseable_body",
@@ -33,7 +39,12 @@ Account = tuple[str, str]  # (source, account name)
 class Metrics:
     """Every metric the daemon exports, on one registry (a fresh one per test)."""
 
-    def __init__(self, registry: CollectorRegistry, accounts: Iterable[Account] = ()) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        accounts: Iterable[Account] = (),
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.registry = registry
         labels = ("source", "account")
         self.events_received = Counter(
@@ -117,15 +128,23 @@ class Metrics:
             labels,
             registry=registry,
         )
-        self.docplanner_oldest_age = Gauge(
-            "drainer_docplanner_oldest_event_age_seconds",
-            "Age of the oldest notification pulled in the last cycle (72 h = upstream expiry).",
-            labels,
-            registry=registry,
-        )
+        self.docplanner_expiry = ExpiryAge(wall_clock)
+        registry.register(self.docplanner_expiry)
         self.myinvois_watermark = Gauge(
             "drainer_myinvois_watermark_timestamp_seconds",
             "The MyInvois watermark: everything created before it has been published.",
+            labels,
+            registry=registry,
+        )
+        self.upstream_forbidden = Counter(
+            "drainer_upstream_forbidden_total",
+            "403 answers on a pull or a page; the account backs off and retries.",
+            labels,
+            registry=registry,
+        )
+        self.myinvois_page_size_reduced = Counter(
+            "drainer_myinvois_page_size_reduced_total",
+            "Times MyInvois refused our pageSize (a 400 naming it) and the page size was halved.",
             labels,
             registry=registry,
         )
@@ -140,6 +159,12 @@ class Metrics:
             "1 while the daemon's main loop is running.",
             registry=registry,
         )
+        self.ready = Gauge(
+            "drainer_ready",
+            "1 when /readyz answers 200: Redis answers and no account is failing past its"
+            " deadline (computed at scrape time; a quiet account is ready).",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "drainer_build_info",
             "Build information; the value is always 1.",
@@ -147,6 +172,13 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__).set(1)
+        self.trimmed_unread = Counter(
+            "drainer_retention_trimmed_unread_total",
+            "Entries retention trimmed (hard cap stream_maxlen) before every consumer group "
+            "had acknowledged them.",
+            ("stream",),
+            registry=registry,
+        )
         for source, account in accounts:
             self.add_account(source, account)
 
@@ -163,6 +195,7 @@ class Metrics:
             self.spool_pending,
             self.spool_bytes,
             self.last_success,
+            self.upstream_forbidden,
         ):
             metric.labels(source=source, account=account)
         for reason in DEADLETTER_REASONS:
@@ -171,16 +204,76 @@ class Metrics:
             self.upstream_duration.labels(source=source, account=account, endpoint=endpoint)
         if source == "docplanner":
             self.docplanner_queue_remaining.labels(source=source, account=account)
-            self.docplanner_oldest_age.labels(source=source, account=account)
+            self.docplanner_expiry.add(account)
         else:
             self.myinvois_watermark.labels(source=source, account=account)
+            self.myinvois_page_size_reduced.labels(source=source, account=account)
+
+
+class ExpiryAge(Collector):
+    """``drainer_docplanner_oldest_event_age_seconds``, computed at scrape time (SPEC §7).
+
+    The anchor is ``created_at`` of the newest notification of the last pull that left
+    ``remaining > 0``; the value is now minus the anchor, so it keeps growing while pulling
+    is blocked (403, 429, full spool, upstream down). An empty queue clears it to 0.
+    Observations carry the pull's own time, and one older than the last is ignored: a
+    spooled batch published after a later empty pull must not bring a stale anchor back.
+    """
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._anchor: dict[str, float | None] = {}
+        self._pulled_at: dict[str, float] = {}
+
+    def add(self, account: str) -> None:
+        with self._lock:
+            self._anchor.setdefault(account, None)
+
+    def observe(self, account: str, pulled_at: float, remaining: int, newest: float | None) -> None:
+        """One pull: its time, the ``remaining`` it reported, its newest ``created_at``."""
+        with self._lock:
+            if pulled_at < self._pulled_at.get(account, float("-inf")):
+                return
+            self._pulled_at[account] = pulled_at
+            if remaining <= 0:
+                self._anchor[account] = None
+            elif newest is not None:
+                self._anchor[account] = newest
+            elif self._anchor.get(account) is None:
+                # No valid created_at in the batch: what is still queued was queued
+                # before this pull, so the pull's own time is a safe anchor.
+                self._anchor[account] = pulled_at
+
+    def emptied(self, account: str, pulled_at: float) -> None:
+        """A pull found the queue empty (404): the age is 0 from now on."""
+        self.observe(account, pulled_at, 0, None)
+
+    def value(self, account: str) -> float:
+        with self._lock:
+            anchor = self._anchor.get(account)
+        return 0.0 if anchor is None else max(0.0, self._wall_clock() - anchor)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "drainer_docplanner_oldest_event_age_seconds",
+            "While the last pull left remaining > 0: now - created_at of the newest"
+            " notification it returned (72 h = upstream expiry); 0 after an empty queue.",
+            labels=["source", "account"],
+        )
+        with self._lock:
+            accounts = sorted(self._anchor)
+        for account in accounts:
+            family.add_metric(["docplanner", account], self.value(account))
+        yield family
 
 
 class StreamLengthCollector(Collector):
     """``drainer_stream_length`` read from Redis at scrape time (never cached)."""
 
     def __init__(self, lengths: Callable[[], Iterable[tuple[str, int]]]) -> None:
-        self._lengths = lengths
+        self._lengths = lengths  # raises SinkError when Redis is not answering
+        self._failing = False
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -189,8 +282,14 @@ class StreamLengthCollector(Collector):
         try:
             for stream, length in self._lengths():
                 family.add_metric([stream], float(length))
-        except Exception:  # a scrape must not fail because Redis is down
+        except SinkError as exc:  # a scrape must not fail because Redis is down
+            if not self._failing:
+                log.warning("metrics.stream_length_unavailable", error=str(exc))
+            self._failing = True
             return
+        if self._failing:
+            log.info("metrics.stream_length_available")
+        self._failing = False
         yield family
 
 

@@ -32,9 +32,29 @@ class Worker(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """A consistent copy of one worker's health, for readers on other threads."""
+
+    source: str
+    account: str
+    role: str
+    last_success: float | None
+    last_error: str | None
+    failing_since: float | None
+    detail: dict[str, object]
+
+    def overdue(self, now: float, deadline: float = FAILURE_DEADLINE) -> bool:
+        return self.failing_since is not None and now - self.failing_since > deadline
+
+
 @dataclass
 class Health:
-    """Per-worker state for /readyz, ``drainer status`` and the logs."""
+    """Per-worker state for /readyz, ``drainer status`` and the logs.
+
+    Written by the worker's thread, read by the HTTP server's: every change and every
+    :meth:`snapshot` holds one small lock, so a reader never sees a half-made update.
+    """
 
     source: str
     account: str
@@ -43,23 +63,46 @@ class Health:
     last_error: str | None = None
     failing_since: float | None = None  # monotonic
     detail: dict[str, object] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def succeeded(self, wall: float) -> None:
         if self.failing_since is not None:
             log.info(f"{self.source}.recovered", account=self.account, role=self.role)
-        self.last_success = wall
-        self.failing_since = None
+        with self._lock:
+            self.last_success = wall
+            self.failing_since = None
 
     def failed(self, error: str, now: float) -> None:
         """Record a failure; logs only on a state change (first failure, new error text)."""
         if self.failing_since is None or error != self.last_error:
             log.warning(f"{self.source}.failing", account=self.account, role=self.role, error=error)
-        if self.failing_since is None:
-            self.failing_since = now
-        self.last_error = error
+        with self._lock:
+            if self.failing_since is None:
+                self.failing_since = now
+            self.last_error = error
+
+    def set_detail(self, key: str, value: object) -> None:
+        with self._lock:
+            self.detail[key] = value
+
+    def clear_detail(self, key: str) -> None:
+        with self._lock:
+            self.detail.pop(key, None)
+
+    def snapshot(self) -> HealthSnapshot:
+        with self._lock:
+            return HealthSnapshot(
+                self.source,
+                self.account,
+                self.role,
+                self.last_success,
+                self.last_error,
+                self.failing_since,
+                dict(self.detail),
+            )
 
     def overdue(self, now: float, deadline: float = FAILURE_DEADLINE) -> bool:
-        return self.failing_since is not None and now - self.failing_since > deadline
+        return self.snapshot().overdue(now, deadline)
 
 
 class Backoff:

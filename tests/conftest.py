@@ -1,4 +1,10 @@
-"""Shared fixtures: a private redis-server per session (never the shared one on 6379)."""
+"""Shared fixtures: a private redis-server per session (never the shared one on 6379).
+
+Tiers by folder, each also a marker (``pytest -m unit``):
+- ``tests/unit``: pure code and ``tick()`` with fakes at the real seams; temp files only.
+- ``tests/integration``: a real ``redis-server`` the suite starts and the sandboxes on loopback.
+- ``tests/e2e``: the real CLI in a subprocess (signals, kills, the demo, reliability scenarios).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,18 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, from the folder it lives in."""
+    for item in items:
+        parts = item.path.parts
+        for tier in TIERS:
+            if tier in parts[parts.index("tests") :]:
+                item.add_marker(getattr(pytest.mark, tier))
+                break
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from daemon.errors import EXIT_OK, AuthError, ConfigError, ForbiddenError, SinkError
+from daemon.errors import (
+    EXIT_OK,
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    ForbiddenError,
+    SinkError,
+)
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
@@ -75,6 +82,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="TOML config file (default: $DRAINER_CONFIG, else "
         "/etc/notification-drainer/drainer.toml)",
+    )
+
+
+def window_warning(since: datetime, window: float, now: float) -> str | None:
+    """A warning when ``since`` is older than the MyInvois de-duplication window."""
+    oldest = now - window
+    if since.timestamp() >= oldest:
+        return None
+    edge = datetime.fromtimestamp(oldest, tz=since.tzinfo).isoformat()
+    return (
+        f"warning: --since {since.isoformat()} is older than the MyInvois de-duplication "
+        f"window ({window / 86400:g} days, [redis] dedupe_window_myinvois): notifications "
+        f"published before {edge} may be published again"
     )
 
 
@@ -130,7 +150,7 @@ def walk(
                 wait = delay  # Redis trouble: back off, then try again
                 break
         on_tick()
-        if isinstance(poller.last_error, AuthError | ForbiddenError):
+        if isinstance(poller.last_error, AuthError | ForbiddenError | BadRequestError):
             raise poller.last_error
         if cursor.finished and not publisher.spool.pending_records:
             break
@@ -164,15 +184,16 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = Metrics(CollectorRegistry(), [("myinvois", account.name)])
     client = connect(settings.redis)  # TLS, Sentinel or Cluster as configured
+    streams = settings.streams
     sink = RedisSink(
         client,
         settings.redis.dedupe_window,
-        settings.redis.stream_maxlen,
+        settings.redis.publish_maxlen,
+        {streams.myinvois: settings.redis.dedupe_window_myinvois},
         Policy.from_settings(settings.redis),  # durable as ``drainer run`` publishes
     )
     api = build_api(account, metrics, requests_per_minute=args.requests_per_minute)
     cursor = RangeCursor(since, until)
-    streams = settings.streams
     scratch = tempfile.TemporaryDirectory(prefix="drainer-backfill-")
     poller, publisher = pipeline(
         account,
@@ -186,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     )
     console = Console(stderr=True)
     secrets = [account.secret()]
+    warning = window_warning(since, sink.dedupe_window(streams.myinvois), time.time())
+    if warning:
+        console.print(warning, highlight=False, soft_wrap=True)
     try:
         if not sink.ping():
             raise SinkError(f"redis at {redact_url(settings.redis.url)} is not answering")

@@ -1,8 +1,13 @@
-"""``drainer status``: per account cursor, spool backlog, stream length, last success/error.
+"""``drainer status``: per account cursor, spool backlog, stream length, last success/error,
+and each stream's consumer groups (lag, pending, oldest pending age, lost entries).
 
 Read-only and safe beside a running daemon: the spool is scanned without being opened
 for writing, Redis is only read, and the running daemon (if any) is asked for its
-``/metrics`` and ``/readyz`` on ``server.listen``.
+``/metrics`` and ``/readyz`` on ``server.listen``. Needs no upstream secrets: the
+configuration is loaded without reading any ``*_file`` secret.
+
+The exit code says whether all is well (:data:`EPILOG`); every problem also gets one line
+on stderr. The table uses ``rich`` when installed (the ``ui`` extra), else plain text.
 """
 
 from __future__ import annotations
@@ -22,7 +27,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon.envelope import PullBatch, parse_pull_body
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import connect, related_key
+from daemon.sink.groups import read_groups
 from daemon.spool import decode_payload, scan
+from daemon.spool.files import read_private
+
+EXIT_HEALTHY = 0
+EXIT_DAEMON_UNREACHABLE = 3
+EXIT_REDIS_DOWN = 4
+EXIT_NOT_READY = 5
+
+EPILOG = f"""exit codes (when several things are wrong, the lowest code wins;
+each problem is also printed as one line on stderr):
+  {EXIT_HEALTHY}  the daemon answers /readyz as ready, Redis answers, no account is failing
+  2  usage or config error
+  {EXIT_DAEMON_UNREACHABLE}  the daemon does not answer on server.listen (down, or wrong address)
+  {EXIT_REDIS_DOWN}  Redis does not answer (to this command or to the daemon)
+  {EXIT_NOT_READY}  the daemon answers but is not ready: an account is failing, or it is stopping"""
+
+STATUS_GROUP_LIMIT = 1000  # a terminal, not a metrics label set: show (nearly) every group
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +65,7 @@ def spool_backlog(directory: Path) -> tuple[int, int, int]:
     published = spool_cursor(directory)
     records = events = size = 0
     for segment in sorted(directory.glob("*.wal")) if directory.is_dir() else []:
-        data = segment.read_bytes()
+        data = read_private(segment)
         size += len(data)
         found, _ = scan(data)
         for seq, _offset, _length, payload in found:
@@ -67,7 +89,10 @@ def daemon_view(settings: Settings) -> tuple[dict[tuple[str, str, str], float], 
         text = requests.get(f"{base}/metrics", timeout=2).text
         ready = requests.get(f"{base}/readyz", timeout=5).json()
     except (requests.RequestException, ValueError):
-        return samples, {"daemon": "not running (or server.listen unreachable)"}
+        return samples, {"reachable": False, "daemon": f"not answering on {base}"}
+    if not isinstance(ready, dict):
+        return samples, {"reachable": False, "daemon": f"{base}/readyz is not the drainer's"}
+    ready["reachable"] = True
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             key = (sample.name, sample.labels.get("source", ""), sample.labels.get("account", ""))
@@ -86,11 +111,24 @@ def collect(settings: Settings) -> dict[str, Any]:
     client = connect(settings.redis, timeout=2)
     streams = settings.streams
     lengths: dict[str, int | None] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     try:
         for stream in (streams.docplanner, streams.myinvois, streams.deadletter):
             lengths[stream] = int(client.xlen(stream))
+        for found in read_groups(client, list(lengths), limit=STATUS_GROUP_LIMIT):
+            groups[found.stream] = [
+                {
+                    "group": g.group,
+                    "consumers": g.consumers,
+                    "lag": g.lag,
+                    "pending": g.pending,
+                    "oldest_pending_age_seconds": round(g.oldest_pending_age, 3),
+                    "lost_entries": g.lost_entries,
+                }
+                for g in found.groups
+            ]
     except redis.RedisError as exc:
-        lengths = {"error": None}
+        lengths, groups = {"error": None}, {}
         redis_error: str | None = f"{type(exc).__name__}: {exc}"
     else:
         redis_error = None
@@ -140,6 +178,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "daemon": ready,
         "redis": redis_error or "ok",
         "stream_lengths": lengths,
+        "consumer_groups": groups,
         "accounts": accounts,
     }
 
@@ -153,45 +192,131 @@ def _errors(failing: dict[str, str], prefix: str) -> str | None:
     return "; ".join(found) or None
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings(config_path(args.config, os.environ), os.environ)
-    report = collect(settings)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=sys.stdout)
+def problems(report: dict[str, Any]) -> list[tuple[int, str]]:
+    """(exit code, one line) for every thing that is wrong, most basic first."""
+    found: list[tuple[int, str]] = []
     daemon = report["daemon"]
-    state = "ready" if daemon.get("ready") else json.dumps(daemon)
-    console.print(f"daemon: {state}   redis: {report['redis']}")
-    table = Table(
-        "source",
-        "account",
-        "cursor / watermark",
-        "spool backlog",
-        "queue",
-        "stream",
-        "last success",
-        "last error",
-    )
+    if not daemon.get("reachable"):
+        found.append((EXIT_DAEMON_UNREACHABLE, f"daemon unreachable: {daemon.get('daemon')}"))
+    if report["redis"] != "ok":
+        found.append((EXIT_REDIS_DOWN, f"redis down: {report['redis']}"))
+    failing = daemon.get("not_ready", {}) if daemon.get("reachable") else {}
+    if "redis" in failing and report["redis"] == "ok":
+        found.append((EXIT_REDIS_DOWN, f"redis down for the daemon: {failing['redis']}"))
+    for name, why in failing.items():
+        if name != "redis":
+            found.append((EXIT_NOT_READY, f"not ready: {name}: {why}"))
+    if daemon.get("reachable") and not daemon.get("ready") and not failing:
+        found.append((EXIT_NOT_READY, "not ready: the daemon gave no reason"))
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    path = config_path(args.config, os.environ)
+    settings = load_settings(path, os.environ, secrets=False)
+    report = collect(settings)
+    found = problems(report)
+    code = min((c for c, _ in found), default=EXIT_HEALTHY)
+    try:
+        if args.json:
+            print(json.dumps({**report, "exit_code": code}, indent=2))
+        else:
+            render(report)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `drainer status --json | head`: the reader left early
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush stays quiet
+    for _, line in found:
+        print(f"drainer status: {line}", file=sys.stderr)
+    return code
+
+
+def _rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
     for account in report["accounts"]:
         backlog = (
             f"{account['spool_pending_notifications']} ({account['spool_bytes']} B)"
             if account["source"] == "docplanner"
-            else "—"
+            else "-"
         )
         queue = account.get("queue_remaining")
-        table.add_row(
-            account["source"],
-            account["account"],
-            account["cursor"] or "—",
-            backlog,
-            "—" if queue is None else f"{queue:.0f}",
-            f"{account['stream']} ({report['stream_lengths'].get(account['stream'], '?')})",
-            account["last_success"] or "never",
-            account["last_error"] or "",
+        rows.append(
+            [
+                account["source"],
+                account["account"],
+                account["cursor"] or "-",
+                backlog,
+                "-" if queue is None else f"{queue:.0f}",
+                f"{account['stream']} ({report['stream_lengths'].get(account['stream'], '?')})",
+                account["last_success"] or "never",
+                account["last_error"] or "",
+            ]
         )
-    console.print(table)
-    return 0
+    return rows
+
+
+HEADERS = (
+    "source",
+    "account",
+    "cursor / watermark",
+    "spool backlog",
+    "queue",
+    "stream",
+    "last success",
+    "last error",
+)
+
+
+def render(report: dict[str, Any]) -> None:
+    """The human view: a rich table when ``rich`` is installed, else aligned plain text."""
+    daemon = report["daemon"]
+    if daemon.get("ready"):
+        state = "ready"
+    elif daemon.get("reachable"):
+        state = "not ready"
+    else:
+        state = str(daemon.get("daemon"))
+    heading = f"daemon: {state}   redis: {report['redis']}"
+    tables = [(HEADERS, _rows(report)), (GROUP_HEADERS, _group_rows(report["consumer_groups"]))]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # the optional `ui` extra is not installed
+        print(heading)
+        for headers, rows in tables:
+            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+            for line in (list(headers), *rows):
+                cells = zip(line, widths, strict=True)
+                print("  ".join(cell.ljust(width) for cell, width in cells))
+        return
+    console = Console(file=sys.stdout)
+    console.print(heading)
+    for headers, body in tables:
+        table = Table(*headers)
+        for row in body:
+            table.add_row(*row)
+        console.print(table)
+
+
+GROUP_HEADERS = ("stream", "group", "consumers", "lag", "pending", "oldest pending", "lost")
+
+
+def _group_rows(groups: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
+    """Each stream's consumer groups; a stream without groups says so."""
+    rows = []
+    for stream, found in groups.items():
+        if not found:
+            rows.append([stream, "(no consumer group)", "", "", "", "", ""])
+        for g in found:
+            rows.append(
+                [
+                    stream,
+                    g["group"],
+                    str(g["consumers"]),
+                    "?" if g["lag"] is None else str(g["lag"]),
+                    str(g["pending"]),
+                    f"{g['oldest_pending_age_seconds']:.0f}s" if g["pending"] else "-",
+                    {True: "YES", False: "no", None: "?"}[g["lost_entries"]],
+                ]
+            )
+    return rows

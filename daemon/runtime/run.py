@@ -20,8 +20,8 @@ import structlog
 from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
 from daemon.runtime.signals import SignalFlag
 from daemon.runtime.systemd import Notifier
-from daemon.runtime.wiring import Parts
-from daemon.server.http import DrainerHTTPServer
+from daemon.runtime.wiring import Parts, detect_durability
+from daemon.server.listener import HttpFront
 from daemon.sink import lease
 from daemon.worker import Worker, drive
 
@@ -48,14 +48,12 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._publisher_threads: list[threading.Thread] = []
         self._last_loop = time.monotonic()
+        parts.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         settings = parts.settings
-        self.server = DrainerHTTPServer(
-            (settings.server.host, settings.server.port),
-            parts.registry,
-            self.alive,
-            self.readiness,
-            parts.push,
+        self.server = HttpFront(
+            settings.server, parts.registry, self.alive, self.readiness, parts.push
         )
+        detect_durability(parts.sink)  # once the listeners are bound: a busy port is one line
 
     # --- health --------------------------------------------------------------------------
 
@@ -69,10 +67,11 @@ class Runtime:
         now = self.parts.clock()
         workers: list[Worker] = [*self.parts.intake, *self.parts.publishers]
         for worker in workers:
-            if worker.health.overdue(now):
-                reasons[worker.name] = worker.health.last_error or "failing"
-            if worker.health.detail.get("not_ready"):
-                reasons[worker.name] = str(worker.health.detail["not_ready"])
+            health = worker.health.snapshot()
+            if health.overdue(now):
+                reasons[worker.name] = health.last_error or "failing"
+            if health.detail.get("not_ready"):
+                reasons[worker.name] = str(health.detail["not_ready"])
         if self.stop_requested.is_set():
             reasons["shutdown"] = "stopping"
         detail: dict[str, Any] = {"not_ready": reasons} if reasons else {}
@@ -112,6 +111,7 @@ class Runtime:
         log.info(
             "runtime.started",
             listen=f"{parts.settings.server.host}:{self.server.port}",
+            push_port=self.server.push_port,
             docplanner=[a.name for a in parts.settings.docplanner],
             myinvois=[a.name for a in parts.settings.myinvois],
         )
@@ -143,7 +143,9 @@ class Runtime:
         for publisher in self.parts.publishers:
             try:
                 drained = publisher.drain(deadline)
-            except InvariantError:
+            except InvariantError as exc:
+                log.exception("publisher.invariant_broken", worker=publisher.name)
+                self.fatal = self.fatal or exc  # ends the run with exit 1, as in the main loop
                 drained = False
             if not drained:
                 left += publisher.spool.pending_events

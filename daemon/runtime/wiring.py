@@ -23,11 +23,13 @@ from prometheus_client import CollectorRegistry
 
 from daemon.errors import ConfigError, RedisCommandError, SinkError
 from daemon.metrics import Metrics, StreamLengthCollector
+from daemon.metrics_groups import ConsumerGroupCollector
 from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
 from daemon.sink.durability import Policy
+from daemon.sink.groups import read_groups
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
@@ -69,7 +71,7 @@ class Parts:
     accepting: threading.Event = field(default_factory=threading.Event)
 
 
-def _detect_durability(sink: RedisSink) -> None:
+def detect_durability(sink: RedisSink) -> None:
     """Say at start what durability is in force; decided at the first publish if Redis is down."""
     try:
         sink.detect()
@@ -85,19 +87,20 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
     client = connect(settings.redis)
+    streams = settings.streams
     sink = RedisSink(
         client,
         settings.redis.dedupe_window,
-        settings.redis.stream_maxlen,
+        settings.redis.publish_maxlen,
+        {streams.myinvois: settings.redis.dedupe_window_myinvois},
         Policy.from_settings(settings.redis),
     )
-    _detect_durability(sink)
-    streams = settings.streams
-    registry.register(
-        StreamLengthCollector(
-            lambda: sink.stream_lengths([streams.docplanner, streams.myinvois, streams.deadletter])
-        )
-    )
+    all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
+    registry.register(StreamLengthCollector(lambda: sink.stream_lengths(all_streams)))
+    limit = settings.redis.group_metrics_limit
+    registry.register(ConsumerGroupCollector(lambda: read_groups(client, all_streams, limit)))
+    for stream in all_streams:
+        metrics.trimmed_unread.labels(stream=stream)
     parts = Parts(settings, metrics, registry, client, sink, SpoolBudget(settings.spool.max_bytes))
     for account in settings.docplanner:
         _add_docplanner(parts, account)
@@ -120,6 +123,8 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
                 settings.redis.retention,
                 settings.redis.retention_age,
                 wall_clock=parts.wall_clock,
+                maxlen=settings.redis.stream_maxlen,
+                on_trimmed_unread=lambda stream, n: metrics.trimmed_unread.labels(stream).inc(n),
             )
         )
     return parts

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--docplanner-port", type=int, default=8301, help="DocPlanner port (default 8301)")
     add("--myinvois-port", type=int, default=8302, help="MyInvois port (default 8302)")
+    add(
+        "--identity-port",
+        type=int,
+        default=None,
+        help="serve the MyInvois identity service (/connect/token) on its own port",
+    )
     add("--notifications", type=int, default=1000, metavar="N", help="DocPlanner queue seed")
     add(
         "--myinvois-notifications",
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         requests_per_minute=args.requests_per_minute,
         host=args.host,
         port=args.myinvois_port,
+        identity_port=args.identity_port,
         seed=args.seed,
     )
     signals = SignalFlag()
@@ -120,7 +127,7 @@ def banner(
 ) -> str:
     """What ``drainer sandbox`` prints once it is serving."""
     start_at = (clock.utcnow() - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    dp_url, mi_url = dp.base_url, mi.base_url
+    dp_url, mi_url, id_url = dp.base_url, mi.base_url, mi.identity_url
     lines = [
         f"DocPlanner sandbox: {dp_url}  (token {dp_url}/oauth/v2/token, "
         f"API {dp_url}/api/v3/integration)",
@@ -133,7 +140,7 @@ def banner(
             f"  pushing to {args.push_url} (failed pushes are re-sent after a release)"
         )
     lines += [
-        f"MyInvois sandbox:   {mi_url}  (token {mi_url}/connect/token, "
+        f"MyInvois sandbox:   {mi_url}  (token {id_url}/connect/token, "
         f"API {mi_url}/api/v1.0/notifications/taxpayer)",
         f"  client_id {MI_CLIENT.client_id}  client_secret {MI_CLIENT.client_secret}"
         f"  ({args.myinvois_notifications} notifications over the last 3 days)",
@@ -149,6 +156,7 @@ def banner(
         "[[myinvois]]",
         'name = "sandbox"',
         f'base_url = "{mi_url}"',
+        f'identity_url = "{id_url}"',
         f'client_id = "{MI_CLIENT.client_id}"',
         f'client_secret = "{MI_CLIENT.client_secret}"',
         f'start_at = "{start_at}"',
@@ -162,7 +170,7 @@ def banner(
         f" '{dp_url}/api/v3/integration/notifications/multiple?limit=2'",
         f"MI=$(curl -s -d 'client_id={MI_CLIENT.client_id}&client_secret="
         f"{MI_CLIENT.client_secret}&grant_type=client_credentials&scope=InvoicingAPI' "
-        f"{mi_url}/connect/token"
+        f"{id_url}/connect/token"
         " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
         f'curl -s -H "Authorization: Bearer $MI" '
         f"'{mi_url}/api/v1.0/notifications/taxpayer?pageNo=1&pageSize=2'",

@@ -6,6 +6,10 @@ bookkeeping tests need to prove nothing was lost: :meth:`handed_out` (popped and
 whole or truncated, plus injected malformed items), :meth:`lost_in_flight` (popped,
 then deliberately never sent) and :meth:`expired`. Every popped notification is in
 exactly one of the first two.
+
+Sources: the official OpenAPI "Docplanner Integrations API" 1.14.0 ([OAS]; seed notes in
+/work/shared/upstream/docplanner-api-notes.md) and the guide at
+https://integrations.docplanner.com/guide/ ([G]). Each behaviour below names its source.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ API_PREFIX = "/api/v3/integration"
 TOKEN_PATH = "/oauth/v2/token"  # noqa: S105 - a URL path, not a secret
 MEDIA_TYPE = "application/vnd.docplanner+json"
 ERROR_TYPE = "application/vnd.error+docplanner+json"
-EXPIRY_SECONDS = 72 * 3600
-RELEASE_INTERVAL = 3600
+EXPIRY_SECONDS = 72 * 3600  # [OAS]: "not pulled in 72 hours are marked as expired and deleted"
+RELEASE_INTERVAL = 3600  # [OAS] release: "allows to perform notifications release once per hour"
 _REASONS = {"500": "Internal Server Error", "503": "Service Unavailable"}
 
 
@@ -60,7 +64,10 @@ class _Account:
 def _error(
     status: int, message: str, headers: dict[str, str] | None = None, errors: Any = None
 ) -> Response:
-    """DocPlanner's error shape: ``{"errors": [...] or {...}, "message": "..."}``."""
+    """DocPlanner's error shape: ``{"errors": [...] or {...}, "message": "..."}``.
+
+    [G] /guide/fundamentals/errors.html: errors carry ``application/vnd.error+docplanner+json``.
+    """
     body = {"errors": [] if errors is None else errors, "message": message}
     return Response(status, json_body(body), ERROR_TYPE, dict(headers or {}))
 
@@ -202,12 +209,14 @@ class DocPlannerSandbox(SandboxServer):
         route = request.path.removeprefix(API_PREFIX)
         if route in ("/notifications", "/notifications/multiple"):
             if request.method != "GET":
+                # [G] errors: "405 Method Not Allowed - The HTTP method used is not supported".
                 return _error(405, "Method not allowed")
+            # [OAS] GET /notifications pops one, GET /notifications/multiple pops up to limit.
             return self._pull(request, multiple=route.endswith("/multiple"))
         if route == "/notifications/release":
             if request.method != "POST":
-                return _error(405, "Method not allowed")
-            return self._release(request)
+                return _error(405, "Method not allowed")  # [G] errors, 405
+            return self._release(request)  # [OAS] POST /notifications/release
         return _error(404, "Not found")
 
     def _token(self, request: Request) -> Response:
@@ -219,6 +228,7 @@ class DocPlannerSandbox(SandboxServer):
         token = bearer(request.header("Authorization"))
         client_id, state = self.tokens.check(token, self.clock.now())
         if client_id is None:
+            # [G] /guide/fundamentals/authorization.html: a bearer token from /oauth/v2/token.
             problem = "has expired" if state == "expired" else "is invalid"
             text = f"The access token provided {problem}."
             challenge = f'Bearer realm="Service", error="invalid_grant", error_description="{text}"'
@@ -226,6 +236,8 @@ class DocPlannerSandbox(SandboxServer):
         return self._accounts[client_id]
 
     def _rate_headers(self, account: _Account, now: float) -> dict[str, str]:
+        # [OAS] Fundamentals, [G] rate-limits: X-RateLimit-Limit/-Remaining/-Used, and
+        # X-RateLimit-Reset "in ISO8601 format".
         window = account.window
         return {
             "X-RateLimit-Limit": str(window.limit),
@@ -247,13 +259,26 @@ class DocPlannerSandbox(SandboxServer):
             allowed = account.window.hit(now)
             headers = self._rate_headers(account, now)
         if not allowed:
+            # [OAS]: "GET action limit is 8000 requests per hour"; 429 "until the request
+            # reset time has been reached" (no Retry-After on pulls: X-RateLimit-Reset).
             return _error(429, "Too many requests", headers)
+        # Accept: application/vnd.docplanner+json ([OAS] media type); other Accept values:
+        # docs silent; stricter than the client (406).
         if MEDIA_TYPE not in (request.header("Accept") or ""):
             return _error(406, f"Not acceptable: send Accept: {MEDIA_TYPE}", headers)
         if kind in ("500", "503"):
-            return _error(int(kind), _REASONS[kind], headers)
+            return _error(int(kind), _REASONS[kind], headers)  # [G] errors: 5xx
         if kind == "waf":
+            # Not documented by DocPlanner (SPEC §1: WAF challenges, 405 with an HTML body).
             return waf_response()
+        if kind == "400":
+            # [G] errors: "400 - Bad Request"; on a pull: docs silent (a refusal that stops).
+            return _error(400, "Bad request", headers)
+        if kind == "403":
+            # Pull operations document only 200 and 404; the OpenAPI's Fundamentals give
+            # "403 - Forbidden: You don't have the access rights to perform this action"
+            # with the vnd.error body (docs silent on pulls: a refusal that later stops).
+            return _error(403, "You don't have the access rights to perform this action", headers)
         if kind == "429":
             full = {"X-RateLimit-Remaining": "0", "X-RateLimit-Used": headers["X-RateLimit-Limit"]}
             full["X-RateLimit-Reset"] = iso_utc_offset(now + RETRY_AFTER_SECONDS)
@@ -262,6 +287,8 @@ class DocPlannerSandbox(SandboxServer):
         if multiple and (raw := request.param("limit")) is not None:
             limit = int(raw) if raw.strip().isdigit() else 0
             if not 1 <= limit <= 100:
+                # [OAS] limit "Can take value from 1 to 100"; out of range: docs silent;
+                # stricter than the client (400).
                 errors = {"limit": ["This value should be between 1 and 100."]}
                 return _error(400, "Invalid arguments", headers, errors=errors)
         with self._lock:
@@ -269,6 +296,7 @@ class DocPlannerSandbox(SandboxServer):
             if kind == "malformed" and not multiple:
                 items, remaining = self._malformed(1), len(account.queue)
             elif not account.queue:
+                # [OAS]: 404 "Notification queue is empty", {errors: [], message: ...}.
                 return _error(404, "No notifications found", headers)
             else:
                 count = min(limit, len(account.queue))
@@ -281,6 +309,7 @@ class DocPlannerSandbox(SandboxServer):
                     for bad in self._malformed(1 + self._rng.randrange(2)):
                         items.insert(self._rng.randrange(len(items) + 1), bad)
             account.handed_out.extend(items)
+        # [OAS] PullMultipleNotificationsResponse {notifications, remaining}; single: one object.
         body = {"notifications": items, "remaining": remaining} if multiple else items[0]
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         content_type = f"{MEDIA_TYPE}; charset=UTF-8"
@@ -303,6 +332,7 @@ class DocPlannerSandbox(SandboxServer):
         if MEDIA_TYPE not in accept and ERROR_TYPE not in accept:
             response = _error(406, f"Not acceptable: send Accept: {ERROR_TYPE}")
         elif account.client.push_url is None:
+            # [OAS] release 403: "API client is not using PUSH communication model".
             response = _error(403, "You are not allowed to use this method")
         else:
             response = self._release_now(account)
@@ -317,10 +347,11 @@ class DocPlannerSandbox(SandboxServer):
             if last is not None and now - last < RELEASE_INTERVAL:
                 wait = str(max(1, math.ceil(last + RELEASE_INTERVAL - now)))
                 message = "You have reached the limit of 1 request per hour"
+                # [OAS] release 429 with Retry-After: "Time (in seconds) until the next call".
                 return _error(429, message, {"Retry-After": wait})
             account.last_release = now
             pending = self.pusher.take_failed(account.client.client_id)
         client = account.client
         url = client.push_url or ""
         send = partial(self.pusher.redispatch, client.client_id, url, client.push_token, pending)
-        return Response(204, after=send)
+        return Response(204, after=send)  # [OAS] release: 204 "Successfully queued notifications"

@@ -6,6 +6,8 @@ endpoint). The simulator decides what each kind means for its protocol:
 =============== ===============================================================
 ``500``/``503`` an error status with the API's error body
 ``429``         rate limited, with ``Retry-After`` and the API's rate headers
+``403``         forbidden, with the API's error body (a refusal that later stops)
+``400``         bad request, with the API's error body (nothing popped or served)
 ``waf``         ``405`` with an HTML challenge page (``text/html``)
 ``reset``       the connection is closed before anything is popped
 ``reset_after`` DocPlanner pops the batch, then closes without a response
@@ -29,6 +31,8 @@ KINDS = (
     "500",
     "503",
     "429",
+    "403",
+    "400",
     "waf",
     "reset",
     "reset_after",

@@ -1,11 +1,18 @@
-"""A local MyInvois: ``/connect/token`` and ``GET /api/v1.0/notifications/taxpayer`` (SPEC §1).
+"""A local MyInvois: the identity service's ``/connect/token`` and Get Notifications.
 
-Notifications are a per-client history, filtered by ``dateFrom <= creationDateTime <=
-dateTo`` (inclusive) and by type, status and language, sorted newest first
-(creationDateTime, then notificationId, both descending) and paged. New records can
-appear at any time, some with creation times in the past (late arrivals), so pages
-shift while a client reads them -- the case the daemon's overlap and de-duplication
-exist for. The request budget is a sliding 60 s of real (monotonic) time.
+Follows the official SDK pages; each behaviour names its page in a comment (the login
+pages are cited in :mod:`daemon.sandbox.identity`, the query rules in
+:mod:`daemon.sandbox.query`). Where the documents are silent, the sandbox is stricter
+than the client's assumptions, and says so.
+
+Notifications are a per-client history, filtered by the date **sent**
+(``dateFrom <= receivedDateTime <= dateTo``, inclusive) and by type, status and
+language, sorted newest sent first, and paged. Some are sent hours after they were
+created. New records can appear at any time, some with sent times in the past (late
+arrivals), so pages shift while a client reads them. Tokens are bound at login to the
+TIN they may read: a page request answers 403 to any other token, whatever headers it
+carries. The identity service answers on the API's port, or on a port of its own when
+``identity_port`` is given. The request budget is a sliding 60 s of real time.
 """
 
 from __future__ import annotations
@@ -17,19 +24,28 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from daemon.sandbox.clock import SandboxClock, iso_utc
+from daemon.sandbox.clock import SandboxClock
 from daemon.sandbox.faults import RETRY_AFTER_SECONDS
-from daemon.sandbox.oauth import TokenStore, bearer, myinvois_token
-from daemon.sandbox.query import BadArgumentError, Query
+from daemon.sandbox.identity import TOKEN_PATH, IdentityServer, Login, login
+from daemon.sandbox.oauth import TokenStore, bearer
+from daemon.sandbox.query import MAX_PAGE_SIZE, BadArgumentError, Query
 from daemon.sandbox.ratelimit import SlidingWindow
 from daemon.sandbox.records import RecordFactory
 from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
+from daemon.sandbox.standard import (
+    error,
+    limited,
+    rate_headers,
+    refusal,
+    server_error,
+    with_headers,
+)
 
-TOKEN_PATH = "/connect/token"  # noqa: S105 - a URL path, not a secret
 NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
-SCOPE = "InvoicingAPI"
+SENT_LATE_FRACTION = 0.2  # share of generated notifications sent hours after creation
+SENT_LATE_HOURS = (1.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -46,14 +62,9 @@ class _Taxpayer:
     client: MyInvoisClient
     window: SlidingWindow
     tin: str
-    records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (sent, record)
     handed_out: set[str] = field(default_factory=set)
     malformed: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _error(status: int, code: str, message: str, target: str | None = None) -> Response:
-    body = {"error": {"code": code, "message": message, "target": target, "details": None}}
-    return Response(status, json_body(body), "application/json; charset=utf-8")
 
 
 class MyInvoisSandbox(SandboxServer):
@@ -69,17 +80,47 @@ class MyInvoisSandbox(SandboxServer):
         token_ttl: float = 3600,
         host: str = "127.0.0.1",
         port: int = 0,
+        identity_port: int | None = None,
+        max_page_size: int = MAX_PAGE_SIZE,
         seed: int = 0,
     ) -> None:
         super().__init__(clock=clock, latency=latency, host=host, port=port, seed=seed)
         self.requests_per_minute = requests_per_minute
         self.token_ttl = token_ttl
+        self.max_page_size = max_page_size  # "defined by e-Invoice system administrators"
         self.tokens = TokenStore()
         self.factory = RecordFactory(seed)
         self._rng = random.Random(seed)
         self._taxpayers: dict[str, _Taxpayer] = {}
+        self.identity: IdentityServer | None = None
+        if identity_port is not None:
+            self.identity = IdentityServer(
+                self._login, clock=self.clock, host=host, port=identity_port
+            )
         for client in clients:
             self.add_client(client)
+
+    # -- lifecycle: the identity service, when separate, starts and stops with the API ----
+
+    def start(self) -> Self:
+        super().start()
+        if self.identity is not None:
+            try:
+                self.identity.start()
+            except OSError:
+                super().stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        if self.identity is not None:
+            self.identity.stop()
+        super().stop()
+
+    @property
+    def identity_url(self) -> str:
+        """Base URL of the identity service (the token endpoint's host)."""
+        return self.identity.base_url if self.identity is not None else self.base_url
 
     # -- test and demo API -------------------------------------------------------------
 
@@ -88,6 +129,10 @@ class MyInvoisSandbox(SandboxServer):
             tin = client.on_behalf_of or f"C{20000000000 + len(self._taxpayers) * 7919}"
             window = SlidingWindow(self.requests_per_minute, 60.0)
             self._taxpayers[client.client_id] = _Taxpayer(client, window, tin)
+
+    def tin(self, client_id: str) -> str:
+        """The TIN whose notifications this client reads."""
+        return self._taxpayer(client_id).tin
 
     def _taxpayer(self, client_id: str) -> _Taxpayer:
         try:
@@ -101,32 +146,49 @@ class MyInvoisSandbox(SandboxServer):
         count: int,
         start: datetime | None = None,
         end: datetime | None = None,
+        sent_late_fraction: float = SENT_LATE_FRACTION,
     ) -> list[dict[str, Any]]:
-        """``count`` records created at random times in ``[start, end]``, visible at once.
+        """``count`` records **sent** at random times in ``[start, end]``, visible at once.
 
-        ``end`` defaults to sandbox now and ``start`` to three days before ``end``.
+        ``sent_late_fraction`` of them were created 1 to 6 hours before they were sent, the
+        rest a few seconds before. ``end`` defaults to sandbox now and ``start`` to three
+        days before ``end``.
         """
         end_ts = end.timestamp() if end else self.clock.now()
         start_ts = start.timestamp() if start else end_ts - 3 * 86400
         if start_ts > end_ts:
             raise ValueError("start is after end")
+        low, high = (hours * 3600 for hours in SENT_LATE_HOURS)
         with self._lock:
-            stamps = sorted(self._rng.uniform(start_ts, end_ts) for _ in range(count))
-        return self._add(client_id, stamps)
+            sent = sorted(self._rng.uniform(start_ts, end_ts) for _ in range(count))
+            delays = [
+                self._rng.uniform(low, high)
+                if self._rng.random() < sent_late_fraction
+                else self._rng.randrange(0, 5)
+                for _ in sent
+            ]
+        return self._add(
+            client_id, [(stamp - delay, stamp) for stamp, delay in zip(sent, delays, strict=True)]
+        )
 
     def add_notifications_at(
-        self, client_id: str, times: Sequence[datetime]
+        self, client_id: str, times: Sequence[datetime], created_before: float = 0.0
     ) -> list[dict[str, Any]]:
-        """One record per given creation time (e.g. late arrivals in the past)."""
-        return self._add(client_id, [stamp.timestamp() for stamp in times])
+        """One record per given sent time (e.g. late arrivals in the past).
 
-    def _add(self, client_id: str, stamps: Sequence[float]) -> list[dict[str, Any]]:
+        Each was created ``created_before`` seconds before it was sent.
+        """
+        stamps = [stamp.timestamp() for stamp in times]
+        return self._add(client_id, [(stamp - created_before, stamp) for stamp in stamps])
+
+    def _add(self, client_id: str, stamps: Sequence[tuple[float, float]]) -> list[dict[str, Any]]:
         taxpayer = self._taxpayer(client_id)
         receiver = f"{taxpayer.client.client_id.upper()} SDN BHD"
         added = []
-        for stamp in stamps:
-            whole = float(math.floor(stamp))
-            added.append((whole, self.factory.make(whole, receiver, taxpayer.tin)))
+        for created, sent in stamps:
+            when = float(math.floor(sent))
+            record = self.factory.make(float(math.floor(created)), receiver, taxpayer.tin, when)
+            added.append((when, record))
         with self._lock:
             taxpayer.records.extend(added)
         return [record for _, record in added]
@@ -157,7 +219,11 @@ class MyInvoisSandbox(SandboxServer):
         late_max_seconds: float = 300.0,
         client_id: str | None = None,
     ) -> threading.Event:
-        """Keep adding records; ``late_fraction`` of them dated up to ``late_max_seconds`` ago."""
+        """Keep adding records; ``late_fraction`` of them sent up to ``late_max_seconds`` ago.
+
+        Late arrivals are SPEC §1 ("new notifications keep appearing for past timestamps
+        while a window is paged"); the official page is silent: stricter than the client.
+        """
 
         def arrive(count: int) -> None:
             for target in [client_id] if client_id else list(self._taxpayers):
@@ -169,7 +235,7 @@ class MyInvoisSandbox(SandboxServer):
                         else 0.0
                         for _ in range(count)
                     ]
-                self._add(target, [now - late for late in lateness])
+                self._add(target, [(now - late, now - late) for late in lateness])
 
         return self.every(rate_per_second, arrive, "myinvois-arrivals")
 
@@ -177,27 +243,29 @@ class MyInvoisSandbox(SandboxServer):
 
     def handle(self, request: Request) -> Response:
         if request.path == TOKEN_PATH:
+            if self.identity is not None:
+                # Login pages: the token is issued by the identity service, not by the
+                # service hosting the integration APIs (here: on its own port).
+                return error(404, "NotFound", f"No endpoint {request.path}")
             if request.method != "POST":
-                return _error(405, "MethodNotAllowed", "Use POST")
-            return self._token(request)
+                return error(405, "MethodNotAllowed", "Use POST")  # "POST /connect/token"
+            return self._login(request)
         if request.path == NOTIFICATIONS_PATH:
             if request.method != "GET":
-                return _error(405, "MethodNotAllowed", "Use GET")
+                # Get Notifications: "GET /api/v1.0/notifications/taxpayer".
+                return error(405, "MethodNotAllowed", "Use GET")
             return self._notifications(request)
-        return _error(404, "NotFound", f"No endpoint {request.path}")
+        return error(404, "NotFound", f"No endpoint {request.path}")  # standard 404 NotFound
 
-    def _token(self, request: Request) -> Response:
+    def _login(self, request: Request) -> Response:
         with self._lock:
-            known = {cid: payer.client.client_secret for cid, payer in self._taxpayers.items()}
-        return myinvois_token(request, known, self.tokens, self.token_ttl, self.clock.now())
-
-    def _rate_headers(self, taxpayer: _Taxpayer, now: float) -> dict[str, str]:
-        reset = time.time() + (taxpayer.window.reset_at(now) - now)
-        return {
-            "X-Rate-Limit-Limit": str(taxpayer.window.limit),
-            "X-Rate-Limit-Remaining": str(taxpayer.window.remaining(now)),
-            "X-Rate-Limit-Reset": iso_utc(math.ceil(reset)),
-        }
+            clients = {
+                cid: Login(
+                    payer.client.client_secret, payer.tin, payer.client.on_behalf_of is not None
+                )
+                for cid, payer in self._taxpayers.items()
+            }
+        return login(request, clients, self.tokens, self.token_ttl, self.clock.now())
 
     def _notifications(self, request: Request) -> Response:
         fault = self.draw_fault()
@@ -206,36 +274,38 @@ class MyInvoisSandbox(SandboxServer):
             return Response(0, action="reset")
         token = bearer(request.header("Authorization"))
         client_id, state = self.tokens.check(token, self.clock.now())
-        if client_id is None:
+        if client_id is None or token is None:
+            # Standard errors: 401 when the token "was not provided or was malformed or the
+            # token had expired".
             challenge = f'Bearer error="invalid_token", error_description="The token {state}"'
             return Response(401, headers={"WWW-Authenticate": challenge})
         taxpayer = self._taxpayers[client_id]
-        behalf = request.header("onbehalfof")
-        if behalf != taxpayer.client.on_behalf_of:
-            target = "onbehalfof"
-            return _error(403, "Forbidden", "Not authorized to act on behalf of TIN", target)
+        if self.tokens.subject(token) != taxpayer.tin:
+            # Login pages: the token carries the taxpayer it represents; a token from a
+            # plain intermediary login reading a taxpayer's notifications: docs silent;
+            # stricter than the client (403 Forbidden, "does not have access to the data
+            # requested"), whatever headers the GET carries.
+            return error(403, "Forbidden", "The token does not represent this taxpayer")
+        if kind in ("400", "403"):
+            return refusal(kind)
         mono = time.monotonic()
         with self._lock:
             allowed = taxpayer.window.hit(mono)
-            headers = self._rate_headers(taxpayer, mono)
+            headers = rate_headers(taxpayer.window, mono)
             wait = math.ceil(taxpayer.window.retry_after(mono))
-        if not allowed or kind == "429":
-            response = _error(429, "TooManyRequests", "Rate limit exceeded")
-            retry = str(max(wait, 1) if not allowed else RETRY_AFTER_SECONDS)
-            if allowed:  # an injected 429: the window is not really full, it resets soon
-                reset_at = math.ceil(time.time()) + RETRY_AFTER_SECONDS
-                headers = {**headers, "X-Rate-Limit-Reset": iso_utc(reset_at)}
-            response.headers = {**headers, "X-Rate-Limit-Remaining": "0", "Retry-After": retry}
-            return response
+        if not allowed:
+            return limited(headers, max(wait, 1))
+        if kind == "429":  # an injected 429: the window is not really full, it resets soon
+            return limited(headers, RETRY_AFTER_SECONDS)
         if kind in ("500", "503"):
-            code = "InternalServerError" if kind == "500" else "ServiceUnavailable"
-            return _with(_error(int(kind), code, "Please try again later"), headers)
+            return with_headers(server_error(kind), headers)
         if kind == "waf":
+            # Not documented by MyInvois: a WAF challenge in front of any API (SPEC §1).
             return waf_response()
         try:
-            query = Query.parse(request.param)
+            query = Query.parse(request.param, self.max_page_size)
         except BadArgumentError as exc:
-            return _with(_error(400, "BadArgument", str(exc), exc.target), headers)
+            return with_headers(error(400, "BadArgument", str(exc), exc.target), headers)
         with self._lock:
             page, has_next = query.page(taxpayer.records)
             if kind == "reset_after":
@@ -247,11 +317,7 @@ class MyInvoisSandbox(SandboxServer):
                 bad["notificationDeliveryId"] = f"MALFORMED{len(taxpayer.malformed):06d}"
                 taxpayer.malformed.append(bad)
                 page = [*page, bad]
+        # Get Notifications, response: {"result": [...], "metadata": {"hasNext": bool}}.
         body = json_body({"result": page, "metadata": {"hasNext": has_next}})
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         return Response(200, body, "application/json; charset=utf-8", headers, action=action)
-
-
-def _with(response: Response, headers: dict[str, str]) -> Response:
-    response.headers = {**headers, **response.headers}
-    return response

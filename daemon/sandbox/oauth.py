@@ -1,11 +1,9 @@
-"""The two token endpoints and the bearer tokens they issue (expiry in sandbox time).
+"""Bearer tokens (expiry in sandbox time) and DocPlanner's token endpoint.
 
 DocPlanner (``POST /oauth/v2/token``): client id and secret as HTTP Basic (or form
 fields, as the PHP SDK sends them), ``grant_type=client_credentials``,
 ``scope=integration``; answers ``{"access_token", "expires_in", "token_type": "bearer",
-"scope": null}``. MyInvois (``POST /connect/token``): form ``client_id``,
-``client_secret``, ``grant_type``, ``scope=InvoicingAPI``; a bad client is ``400
-{"error": "invalid_client"}``.
+"scope": null}``. MyInvois's ``/connect/token`` is in :mod:`daemon.sandbox.identity`.
 """
 
 from __future__ import annotations
@@ -24,17 +22,27 @@ TokenState = Literal["ok", "expired", "invalid"]
 
 
 class TokenStore:
-    """token -> (client id, expiry in sandbox seconds); thread-safe."""
+    """token -> (client id, expiry in sandbox seconds, subject); thread-safe.
+
+    The subject is what the token was bound to at login (MyInvois: a taxpayer's TIN).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._subjects: dict[str, str | None] = {}
 
-    def issue(self, client_id: str, ttl: float, now: float) -> str:
+    def issue(self, client_id: str, ttl: float, now: float, subject: str | None = None) -> str:
         token = secrets.token_hex(24)
         with self._lock:
             self._tokens[token] = (client_id, now + ttl)
+            self._subjects[token] = subject
         return token
+
+    def subject(self, token: str) -> str | None:
+        """What the token was bound to at login (None: nothing)."""
+        with self._lock:
+            return self._subjects.get(token)
 
     def check(self, token: str | None, now: float) -> tuple[str | None, TokenState]:
         """The client id owning a live token, else ``(None, "expired" | "invalid")``."""
@@ -95,7 +103,13 @@ def _oauth(status: int, body: dict[str, Any], headers: dict[str, str] | None = N
 def docplanner_token(
     request: Request, known: Mapping[str, str], store: TokenStore, ttl: float, now: float
 ) -> Response:
-    """``known`` maps client id -> secret."""
+    """``known`` maps client id -> secret.
+
+    [G] https://integrations.docplanner.com/guide/fundamentals/authorization.html:
+    ``curl -u {client_id}:{client_secret} .../oauth/v2/token -d
+    'grant_type=client_credentials&scope=integration'``; form credentials as the PHP SDK
+    (DocPlanner/integrations-api-sdk-php ``lib/Authorization.php``) sends them.
+    """
     form = parse_qs(request.body.decode("utf-8", "replace"))
     creds = _credentials(request, form)
     grant, scope = form.get("grant_type", [None])[0], form.get("scope", [None])[0]
@@ -115,20 +129,3 @@ def docplanner_token(
     token = store.issue(creds[0], ttl, now)
     body: dict[str, Any] = {"access_token": token, "expires_in": int(ttl), "token_type": "bearer"}
     return _oauth(200, {**body, "scope": None})
-
-
-def myinvois_token(
-    request: Request, known: Mapping[str, str], store: TokenStore, ttl: float, now: float
-) -> Response:
-    """``known`` maps client id -> secret."""
-    form = parse_qs(request.body.decode("utf-8", "replace"))
-    creds = _credentials(request, form)
-    if creds is None or known.get(creds[0]) != creds[1]:
-        return _oauth(400, {"error": "invalid_client"})
-    if form.get("grant_type", [None])[0] != "client_credentials":
-        return _oauth(400, {"error": "unsupported_grant_type"})
-    if form.get("scope", ["InvoicingAPI"])[0] != "InvoicingAPI":
-        return _oauth(400, {"error": "invalid_scope"})
-    token = store.issue(creds[0], ttl, now)
-    body = {"access_token": token, "token_type": "Bearer", "expires_in": int(ttl)}
-    return _oauth(200, {**body, "scope": "InvoicingAPI"})

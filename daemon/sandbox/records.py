@@ -1,7 +1,10 @@
 """Realistic MyInvois notification records (the ``Notification`` model of Get Notifications).
 
-Every field of the published model is present; ``typeId`` and ``status`` are strings,
-times are UTC with ``Z``. Ids are 15 upper-case letters and digits, unique per factory.
+Every field of the published model is present (https://sdk.myinvois.hasil.gov.my/api/
+06-get-notifications/, seed: /work/shared/upstream/myinvois-get-notifications.txt);
+``typeId`` and ``status`` are strings, times are UTC with ``Z``. Ids are 15 upper-case
+letters and digits, unique per factory. ``creationDateTime`` is when the notification
+was created, ``receivedDateTime`` when it was sent out, which may be hours later.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from daemon.sandbox.clock import iso_utc
 
+# Get Notifications, "Notification Types" table.
 TYPES = {
     "3": "Profile data validation",
     "6": "Document received",
@@ -39,6 +43,7 @@ _TYPE_WEIGHTS = {
     "34": 3,
     "35": 2,
 }
+# Get Notifications, "Notification Status" table; the field's example spells "delivered".
 STATUSES = {"1": "new", "2": "pending", "3": "batched", "4": "delivered", "5": "error"}
 """Status id -> the value of the ``status`` field (the docs' example spells ``delivered``)."""
 _STATUS_WEIGHTS = {"1": 3, "2": 3, "3": 4, "4": 85, "5": 5}
@@ -67,8 +72,13 @@ class RecordFactory:
                 self._ids.add(candidate)
                 return candidate
 
-    def make(self, created_at: float, receiver: str, tin: str) -> dict[str, Any]:
-        """One notification created at ``created_at`` (whole Unix seconds)."""
+    def make(
+        self, created_at: float, receiver: str, tin: str, sent_at: float | None = None
+    ) -> dict[str, Any]:
+        """One notification created at ``created_at``, sent at ``sent_at`` (whole seconds).
+
+        ``sent_at`` defaults to a few seconds after creation.
+        """
         with self._lock:
             rng = self._rng
             notification_id = self._unique_id()
@@ -76,7 +86,8 @@ class RecordFactory:
             status_id = rng.choices(list(_STATUS_WEIGHTS), weights=list(_STATUS_WEIGHTS.values()))[
                 0
             ]
-            received = created_at + rng.randrange(0, 5)
+            # receivedDateTime: "The date and time when notification was sent out".
+            received = created_at + rng.randrange(0, 5) if sent_at is None else sent_at
             document = "".join(rng.choices(_ID_ALPHABET, k=26))
             language = "en" if rng.random() < 0.8 else "ms"
             attempts: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ from daemon.settings.model import (
     MyInvoisAccount,
     RedisSentinelSettings,
     RedisSettings,
+    ServerSettings,
     Settings,
     StreamSettings,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "MyInvoisAccount",
     "RedisSentinelSettings",
     "RedisSettings",
+    "ServerSettings",
     "Settings",
     "StreamSettings",
     "config_path",

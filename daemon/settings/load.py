@@ -7,6 +7,7 @@ and the key, and never the value (it may be a secret).
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from daemon.errors import ConfigError
 from daemon.settings.model import Settings
+from daemon.settings.redis_url import url_password
 
 DEFAULT_CONFIG_PATH = Path("/etc/notification-drainer/drainer.toml")
 
@@ -29,8 +31,14 @@ def config_path(cli_path: str | None, environ: Mapping[str, str]) -> Path:
     return DEFAULT_CONFIG_PATH
 
 
-def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read, validate and resolve the configuration, or raise a one-line ConfigError."""
+def load_settings(
+    path: Path, environ: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Settings:
+    """Read, validate and resolve the configuration, or raise a one-line ConfigError.
+
+    ``secrets=False`` (``drainer status``) reads no upstream secret; only the Redis
+    ``password_file``, and only if it is readable, since reading Redis needs it.
+    """
     environ = os.environ if environ is None else environ
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -44,6 +52,16 @@ def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Setti
         settings = Settings(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from None
+    if not secrets:
+        if settings.redis.password_file is None:
+            return settings
+        try:
+            password = _read_secret(path, "redis", settings.redis.password_file, environ)
+        except ConfigError:
+            return settings  # Redis will answer NOAUTH, which status reports
+        return settings.model_copy(
+            update={"redis": settings.redis.model_copy(update={"password": password})}
+        )
     return _resolve_secret_files(settings, path, environ)
 
 
@@ -62,27 +80,97 @@ def _first_error(exc: ValidationError) -> str:
     return f"{key}: {message}{more}" if key else f"{message}{more}"
 
 
-def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, str]) -> Settings:
-    """Read ``client_secret_file`` (relative names live in ``$CREDENTIALS_DIRECTORY``)."""
+def secret_path(name: Path, environ: Mapping[str, str]) -> Path:
+    """A ``*_file`` name: absolute as is, else inside ``$CREDENTIALS_DIRECTORY`` when set."""
     credentials = environ.get("CREDENTIALS_DIRECTORY")
-    resolved: dict[str, list[Any]] = {"docplanner": [], "myinvois": []}
+    if not name.is_absolute() and credentials:
+        return Path(credentials) / name
+    return name
+
+
+def _read_secret(path: Path, key: str, name: Path, environ: Mapping[str, str]) -> SecretStr:
+    secret_file = secret_path(name, environ)
+    try:
+        secret = secret_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {key}: cannot read {secret_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {key}: {secret_file} is not UTF-8 text") from None
+    if not secret:
+        raise ConfigError(f"{path}: {key}: file is empty")
+    return SecretStr(secret)
+
+
+def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, str]) -> Settings:
+    """Read every ``*_file`` secret: ``client_secret_file``, ``push_token_file`` and
+    ``[redis] password_file`` (relative names live in ``$CREDENTIALS_DIRECTORY``)."""
+    resolved: dict[str, Any] = {"docplanner": [], "myinvois": []}
     kinds: dict[str, list[Any]] = {"docplanner": settings.docplanner, "myinvois": settings.myinvois}
     for kind, accounts in kinds.items():
-        for index, original in enumerate(accounts):
-            account = original
-            secret_file = account.client_secret_file
-            if secret_file is not None:
-                if not secret_file.is_absolute() and credentials:
-                    secret_file = Path(credentials) / secret_file
-                try:
-                    secret = secret_file.read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"{path}: {kind}[{index}].client_secret_file: cannot read "
-                        f"{secret_file}: {exc.strerror}"
-                    ) from None
-                if not secret:
-                    raise ConfigError(f"{path}: {kind}[{index}].client_secret_file: file is empty")
-                account = account.model_copy(update={"client_secret": SecretStr(secret)})
-            resolved[kind].append(account)
+        for index, account in enumerate(accounts):
+            update: dict[str, SecretStr] = {}
+            if account.client_secret_file is not None:
+                key = f"{kind}[{index}].client_secret_file"
+                update["client_secret"] = _read_secret(
+                    path, key, account.client_secret_file, environ
+                )
+            token_file = getattr(account, "push_token_file", None)
+            if token_file is not None:
+                key = f"{kind}[{index}].push_token_file"
+                update["push_token"] = _read_secret(path, key, token_file, environ)
+            resolved[kind].append(account.model_copy(update=update) if update else account)
+    if settings.redis.password_file is not None:
+        password = _read_secret(path, "redis.password_file", settings.redis.password_file, environ)
+        resolved["redis"] = settings.redis.model_copy(update={"password": password})
     return settings.model_copy(update=resolved)
+
+
+SHORT_SECRET = 16  # characters; shorter push tokens are guessable
+
+
+def security_warnings(settings: Settings, path: Path, environ: Mapping[str, str]) -> list[str]:
+    """Risky but valid settings, one line each (never a value): logged at start."""
+    found: list[str] = []
+    files: list[tuple[str, Path]] = []
+    inline: list[str] = []
+    if settings.redis.password_file is not None:
+        files.append(("redis.password_file", settings.redis.password_file))
+    if url_password(settings.redis.url):
+        inline.append("redis.url")
+    kinds: dict[str, list[Any]] = {"docplanner": settings.docplanner, "myinvois": settings.myinvois}
+    for kind, accounts in kinds.items():
+        for index, account in enumerate(accounts):
+            key = f"{kind}[{index}]"
+            if account.client_secret_file is not None:
+                files.append((f"{key}.client_secret_file", account.client_secret_file))
+            else:
+                inline.append(f"{key}.client_secret")
+            token_file = getattr(account, "push_token_file", None)
+            if token_file is not None:
+                files.append((f"{key}.push_token_file", token_file))
+            elif getattr(account, "push_token", None) is not None:
+                inline.append(f"{key}.push_token")
+            token = getattr(account, "push_token", None)
+            if token is not None and len(token.get_secret_value()) < SHORT_SECRET:
+                found.append(
+                    f"{key}.push_token: shorter than {SHORT_SECRET} characters, easy to guess"
+                )
+            if account.base_url.startswith("http://"):
+                found.append(f"{key}.base_url: http:// sends the client secret in cleartext")
+    for key, name in files:
+        secret_file = secret_path(name, environ)
+        if _world_readable(secret_file):
+            found.append(f"{key}: {secret_file} is readable by every user (chmod 0600)")
+    if inline and _world_readable(path):
+        found.append(
+            f"{path} is readable by every user and holds {', '.join(inline)} inline: "
+            "use the *_file form (or chmod 0600)"
+        )
+    return found
+
+
+def _world_readable(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return False

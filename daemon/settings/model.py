@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from daemon.settings.redis_url import parse_host, parse_url, redact_url
+from daemon.settings.redis_url import parse_host, parse_url, redact_url, url_password
 from daemon.settings.units import parse_duration, parse_size, parse_timestamp
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -57,6 +57,9 @@ class RedisSentinelSettings(_Section):
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     dedupe_window: Duration = 86400.0
+    # MyInvois seen-keys live longer: its volumes are tiny, and a backfill over the last
+    # month must never republish what is already on the stream (README "De-duplication").
+    dedupe_window_myinvois: Duration = 35 * 86400.0
     stream_maxlen: int = Field(default=1_000_000, ge=0)
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
@@ -66,21 +69,36 @@ class RedisSettings(_Section):
     sentinel: RedisSentinelSettings | None = None
     leases: bool = False
     lease_ttl: Duration = 15.0
-    retention: Literal["maxlen", "minid", "consumer_groups"] = "maxlen"
+    retention: Literal["consumer_groups_capped", "maxlen", "minid", "consumer_groups"] = (
+        "consumer_groups_capped"
+    )
     retention_age: Duration = 7 * 86400.0
     # Durable publish (daemon.sink.durability): WAIT/WAITAOF before a record is released.
     durability: Literal["auto", "none", "replicas", "aof"] = "auto"
     wait_replicas: int | str = "auto"  # "auto" or 0..16
     wait_timeout: Duration = 1.0
+    group_metrics_limit: int = Field(default=20, ge=0)  # groups exported per stream
+    # The Redis password kept out of the config: a relative name is read from
+    # $CREDENTIALS_DIRECTORY. ``password`` holds what load_settings read; it is not a key.
+    password_file: Path | None = None
+    password: SecretStr | None = Field(default=None, exclude=True)
+    allow_eviction: bool = False  # start even if maxmemory-policy can evict dedupe keys
 
     # Validators run in field order and only on keys that were set, so each one below
     # checks its key against the keys declared above it and the error names that key.
 
     @model_validator(mode="before")
     @classmethod
+    def _no_inline_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("password: unknown key (use password_file, or the url)")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _no_maxlen_unless_maxlen(cls, data: Any) -> Any:
-        # With minid/consumer_groups retention, the publish script must not MAXLEN-trim.
-        if isinstance(data, dict) and data.get("retention", "maxlen") != "maxlen":
+        # With minid/consumer_groups retention, stream_maxlen has no meaning: it is 0.
+        if isinstance(data, dict) and data.get("retention") in ("minid", "consumer_groups"):
             data = {"stream_maxlen": 0, **data}
         return data
 
@@ -88,6 +106,13 @@ class RedisSettings(_Section):
     @classmethod
     def _scheme(cls, value: str) -> str:
         parse_url(value)
+        tls_options = sorted({key for key, _ in parse_qsl(urlsplit(value).query) if "ssl" in key})
+        if tls_options:
+            # e.g. ?ssl_cert_reqs=none would silently turn certificate checks off.
+            raise ValueError(
+                f"TLS options in the url query are refused ({', '.join(tls_options)}): "
+                "use tls_ca_file, tls_cert_file, tls_key_file or tls_insecure_skip_verify"
+            )
         return value
 
     @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure_skip_verify")
@@ -134,8 +159,11 @@ class RedisSettings(_Section):
     @field_validator("retention")
     @classmethod
     def _retention(cls, value: str, info: ValidationInfo) -> str:
-        if value != "maxlen" and info.data.get("stream_maxlen"):
-            raise ValueError('stream_maxlen must be 0 or unset unless retention = "maxlen"')
+        if value in ("minid", "consumer_groups") and info.data.get("stream_maxlen"):
+            raise ValueError(
+                'stream_maxlen must be 0 or unset unless retention = "maxlen" or'
+                ' "consumer_groups_capped"'
+            )
         return value
 
     @field_validator("wait_replicas")
@@ -162,6 +190,18 @@ class RedisSettings(_Section):
             raise ValueError("must be positive")
         return value
 
+    @property
+    def publish_maxlen(self) -> int:
+        """The publish script's inline ``MAXLEN ~`` (only ``retention = "maxlen"`` trims there)."""
+        return self.stream_maxlen if self.retention == "maxlen" else 0
+
+    @field_validator("password_file")
+    @classmethod
+    def _one_password(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and url_password(str(info.data.get("url", ""))):
+            raise ValueError("the url has a password already: keep it in one place")
+        return value
+
     @model_validator(mode="after")
     def _cert_needs_key(self) -> RedisSettings:
         if self.tls_cert_file is not None and self.tls_key_file is None:
@@ -182,10 +222,17 @@ class SpoolSettings(_Section):
 
 class ServerSettings(_Section):
     listen: str = "127.0.0.1:9464"
+    push_listen: str | None = None  # optional second listener serving /push alone
+    threads: int = Field(default=8, ge=1, le=64)  # fixed worker pool, per listener
+    connection_limit: int = Field(default=1000, ge=16, le=60000)  # per listener
+    request_deadline: Duration = Field(default=10.0, gt=0, le=300)  # first byte -> whole body
+    idle_timeout: Duration = Field(default=15.0, ge=1, le=3600)  # keep-alive / silent clients
 
-    @field_validator("listen")
+    @field_validator("listen", "push_listen")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9464")
@@ -198,6 +245,14 @@ class ServerSettings(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def push_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of ``push_listen``, or None when there is no push-only listener."""
+        if self.push_listen is None:
+            return None
+        host, _, port = self.push_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class LogSettings(_Section):
@@ -244,6 +299,7 @@ class DocPlannerAccount(_Account):
     requests_per_hour: int = Field(default=8000, ge=1)
     idle_interval: Duration = 5.0
     push_token: SecretStr | None = None
+    push_token_file: Path | None = None
     release_interval: Duration = 3600.0
 
     @field_validator("batch_size", mode="before")
@@ -256,8 +312,10 @@ class DocPlannerAccount(_Account):
 
     @model_validator(mode="after")
     def _push_needs_token(self) -> DocPlannerAccount:
-        if self.mode in ("push", "both") and not self.push_token:
-            raise ValueError("push_token is required when mode is push or both")
+        if self.push_token is not None and self.push_token_file is not None:
+            raise ValueError("set only one of push_token or push_token_file")
+        if self.mode in ("push", "both") and not (self.push_token or self.push_token_file):
+            raise ValueError("push_token or push_token_file is required when mode is push or both")
         if self.release_interval < 3600:
             raise ValueError("release_interval: DocPlanner allows one release per hour (>= 1h)")
         return self
@@ -272,12 +330,34 @@ class DocPlannerAccount(_Account):
 
 
 class MyInvoisAccount(_Account):
-    on_behalf_of: str | None = None
+    identity_url: str | None = None  # the identity service (token endpoint); default base_url
+    on_behalf_of: str | None = None  # intermediaries: the taxpayer's TIN, sent at login
     interval: Duration = 60.0
     overlap: Duration = 600.0
     start_at: Timestamp | None = None
     page_size: int = Field(default=100, ge=1, le=100)
     requests_per_minute: int = Field(default=12, ge=1)
+
+    @field_validator("identity_url")
+    @classmethod
+    def _identity_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("on_behalf_of")
+    @classmethod
+    def _tin(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9:]{1,40}", value):
+            raise ValueError("must be a TIN such as C1234567890 (or TIN:ROB)")
+        return value
+
+    @property
+    def token_base(self) -> str:
+        """Where ``/connect/token`` lives: ``identity_url``, else ``base_url`` (SPEC §1)."""
+        return self.identity_url or self.base_url
 
 
 class Settings(BaseSettings):
@@ -326,9 +406,11 @@ class Settings(BaseSettings):
         """Every secret in the configuration, for the log scrubber."""
         values = [a.secret() for a in [*self.docplanner, *self.myinvois] if a.client_secret]
         values += [d.push_token.get_secret_value() for d in self.docplanner if d.push_token]
-        password = urlsplit(self.redis.url).password
+        password = url_password(self.redis.url)
         if password:
             values.append(password)
+        if self.redis.password is not None:
+            values.append(self.redis.password.get_secret_value())
         return values
 
     def redacted(self) -> dict[str, Any]:

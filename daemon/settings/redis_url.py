@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -88,6 +88,33 @@ def db_number(parts: list[str]) -> int:
     return int(parts[0])
 
 
+def url_password(url: str) -> str | None:
+    """The password a url carries: ``user:pw@``, a password-only ``pw@`` (Sentinel,
+    Cluster) or a ``?password=`` option; None when it has none (or cannot be parsed)."""
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "password" and value:
+            return value
+    try:
+        target = parse_url(url)
+        if target.kind != "single":
+            return target.password
+        return unquote(urlsplit(url).password or "") or None
+    except ValueError:
+        return None
+
+
 def redact_url(url: str) -> str:
-    """``redis://user:pw@host`` -> ``redis://user:***@host``."""
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    """Every password in a url replaced by ``***``: ``user:pw@``, a password-only ``pw@``
+    (``redis+sentinel://``, ``redis+cluster://``) and ``?password=`` / ``&password=``."""
+    kind = scheme(url)
+    if kind in SENTINEL_SCHEMES + CLUSTER_SCHEMES:
+        # Sentinel and Cluster read "secret@host" as a password alone.
+        url = re.sub(r"^([^:]+://)(?:([^/@:]*):)?[^/@]*@", _redact_userinfo, url)
+    else:
+        url = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def _redact_userinfo(match: re.Match[str]) -> str:
+    user = match.group(2)
+    return f"{match.group(1)}{user}:***@" if user is not None else f"{match.group(1)}***@"

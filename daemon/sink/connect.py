@@ -17,6 +17,7 @@ scripts and the lease commands route to one node on a cluster.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -79,6 +80,8 @@ def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisC
             username=unquote(single.username) if single.username else None,
             password=unquote(single.password) if single.password else None,
         )
+    if settings.password is not None:  # [redis] password_file, read at load time
+        target = replace(target, password=settings.password.get_secret_value())
     common: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -88,6 +91,8 @@ def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisC
     if target.kind == "single":
         if target.tls:
             common.update(tls)
+        if target.password is not None:
+            common["password"] = target.password  # a password in the url would win
         return redis.Redis.from_url(
             settings.url, health_check_interval=HEALTH_CHECK_INTERVAL, **common
         )

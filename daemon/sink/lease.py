@@ -178,9 +178,9 @@ class LeasedWorker:
     def tick(self, now: float) -> float:
         if not self.lease.ensure(now):
             self._due = 0.0  # tick at once when the lease comes (back)
-            self.health.detail["lease"] = f"standby, held by {self.lease.holder or 'nobody'}"
+            self.health.set_detail("lease", f"standby, held by {self.lease.holder or 'nobody'}")
             return max(0.0, self.lease.next_attempt - now)
-        self.health.detail["lease"] = "held"
+        self.health.set_detail("lease", "held")
         if now >= self._due:
             delay = self.inner.tick(now)
             now = self._clock()

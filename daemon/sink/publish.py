@@ -18,7 +18,7 @@ the event ids keep that exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import cast
@@ -141,16 +141,23 @@ Node = tuple[str, redis.Redis]  # (name, client of that one master)
 
 
 class RedisSink:
-    """Publishes entries exactly once per de-duplication window, durably as configured."""
+    """Publishes entries exactly once per de-duplication window, durably as configured.
+
+    ``dedupe_window`` is the default; ``windows`` maps a stream to its own window (the
+    MyInvois stream keeps its seen-keys ``dedupe_window_myinvois``, 35 days by default).
+    ``durability`` is what a publish waits for (:mod:`.durability`); None = no wait.
+    """
 
     def __init__(
         self,
         client: RedisClient,
         dedupe_window: float,
         stream_maxlen: int,
+        windows: Mapping[str, float] | None = None,
         durability: Policy | None = None,
     ) -> None:
         self.client = client
+        self._windows_ms = {stream: max(1, int(w * 1000)) for stream, w in (windows or {}).items()}
         self.policy = durability or Policy()
         self.topology = cast(Topology, describe(client))
         self._window_ms = max(1, int(dedupe_window * 1000))
@@ -265,7 +272,8 @@ class RedisSink:
             related_key(stream, "durable"),
             *(related_key(stream, f"seen:{e.event_id}") for e in run),
         ]
-        args: list[str | int] = [self._window_ms, self._maxlen, 1 if force else 0]
+        window = self._windows_ms.get(stream, self._window_ms)
+        args: list[str | int] = [window, self._maxlen, 1 if force else 0]
         for entry in run:
             args.append(len(entry.fields) * 2)
             for field, value in entry.fields.items():
@@ -278,8 +286,15 @@ class RedisSink:
         except TRANSIENT_REDIS_ERRORS:
             return False
 
+    def dedupe_window(self, stream: str) -> float:
+        """Seconds a published event_id of ``stream`` is remembered."""
+        return self._windows_ms.get(stream, self._window_ms) / 1000
+
     def stream_lengths(self, streams: Iterable[str]) -> list[tuple[str, int]]:
-        return [(stream, int(self.client.xlen(stream))) for stream in streams]
+        try:
+            return [(stream, int(self.client.xlen(stream))) for stream in streams]
+        except TRANSIENT_REDIS_ERRORS as exc:
+            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
 
     # --- MyInvois watermarks: stored beside the stream, in its hash slot ------------------
 

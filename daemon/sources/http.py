@@ -2,7 +2,8 @@
 
 :class:`UpstreamClient` sends one request and turns the answer into either a response
 the caller wants or one of our errors (:mod:`daemon.errors`): 429 -> RateLimitedError
-with the time of the next allowed call (``Retry-After`` or ``X-RateLimit-Reset``);
+with the time of the next allowed call (``Retry-After``, seconds or an HTTP date, or
+``X-RateLimit-Reset``);
 5xx, 405 WAF pages, resets and timeouts -> TransientError. Rate-limit headers with
 nothing remaining block the budget until the reset. The poll loop is the retry.
 
@@ -151,14 +152,31 @@ class UpstreamClient:
     def _rate_limit_wait(self, response: requests.Response) -> float:
         retry_after = response.headers.get("Retry-After")
         if retry_after is not None:
-            try:
-                return min(MAX_RATE_LIMIT_WAIT, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
+            wait = self._retry_after(retry_after, response)
+            if wait is not None:
+                return min(MAX_RATE_LIMIT_WAIT, wait)
         reset = self._reset_in(response)
         if reset is not None:
             return min(MAX_RATE_LIMIT_WAIT, reset)
         return DEFAULT_RATE_LIMIT_WAIT
+
+    def _retry_after(self, raw: str, response: requests.Response) -> float | None:
+        """``Retry-After`` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), else None.
+
+        A date is measured against the response's ``Date`` (upstream's clock), like a reset.
+        """
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            pass
+        try:
+            moment = parsedate_to_datetime(raw.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        upstream_now = _date_header(response) or self.wall_clock()
+        return max(0.0, moment.timestamp() - upstream_now)
 
     def _reset_in(self, response: requests.Response) -> float | None:
         """Seconds until ``X-RateLimit-Reset`` / ``X-Rate-Limit-Reset`` (ISO 8601 or secs).

@@ -27,6 +27,14 @@ import structlog
 
 from daemon.envelope import StreamEntry
 from daemon.errors import SpoolError, SpoolFullError
+from daemon.spool.files import (
+    fsync_dir,
+    open_private,
+    private_dir,
+    read_private,
+    truncate_private,
+    write_private,
+)
 from daemon.spool.frame import (
     HEADER,
     RawBatch,
@@ -93,7 +101,7 @@ class SpoolLog:
         self._cache: dict[int, Record] = {}
         self._cached_events = 0
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             self._recover()
         except OSError as exc:
             raise SpoolError(f"cannot open spool {directory}: {exc.strerror}") from None
@@ -103,13 +111,13 @@ class SpoolLog:
     def _recover(self) -> None:
         cursor_file = self.directory / "cursor"
         try:
-            self._published = int(cursor_file.read_text().strip() or 0)
+            self._published = int(read_private(cursor_file).decode().strip() or 0)
         except (FileNotFoundError, ValueError):
             self._published = 0
         # Sequence numbers never go back, even when every segment was compacted away.
         self._next_seq = self._published + 1
         for segment in sorted(self.directory.glob("*.wal")):
-            data = segment.read_bytes()
+            data = read_private(segment)
             records, end = scan(data)
             if end < len(data):
                 self._set_aside(segment, data, end)
@@ -125,10 +133,8 @@ class SpoolLog:
 
     def _set_aside(self, segment: Path, data: bytes, end: int) -> None:
         aside = segment.with_suffix(f".corrupt-{len(list(self.directory.glob('*.corrupt-*')))}")
-        aside.write_bytes(data[end:])
-        with segment.open("r+b") as handle:
-            handle.truncate(end)
-            os.fsync(handle.fileno())
+        write_private(aside, data[end:])
+        truncate_private(segment, end)
         log.error(
             "spool.tail_truncated",
             segment=str(segment),
@@ -163,7 +169,7 @@ class SpoolLog:
         segment = self._writable_segment(len(frame))
         start = self._segments.get(segment, 0)
         try:
-            fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = open_private(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             try:
                 written = 0
                 while written < len(frame):
@@ -172,7 +178,7 @@ class SpoolLog:
             finally:
                 os.close(fd)
             if start == 0:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except OSError as exc:
             self._budget.release(len(frame))
             _truncate_quietly(segment, start)
@@ -209,9 +215,7 @@ class SpoolLog:
         for slot in slots:
             record = self._cache.get(slot.seq)
             if record is None:
-                with slot.segment.open("rb") as handle:
-                    handle.seek(slot.offset)
-                    frame = handle.read(slot.length)
+                frame = read_private(slot.segment, slot.offset, slot.length)
                 record = decode_payload(slot.seq, frame[HEADER.size :])
             records.append(record)
         return records
@@ -228,7 +232,7 @@ class SpoolLog:
             cursor = self.directory / "cursor"
             tmp = cursor.with_suffix(".tmp")
             try:
-                tmp.write_text(str(self._published))
+                write_private(tmp, str(self._published).encode())
                 tmp.replace(cursor)
             except OSError as exc:
                 log.warning("spool.cursor_write_failed", error=exc.strerror)
@@ -261,17 +265,9 @@ class SpoolLog:
         return sum(self._segments.values())
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _truncate_quietly(segment: Path, size: int) -> None:
     try:
         if segment.exists():
-            os.truncate(segment, size)
+            truncate_private(segment, size)
     except OSError:
         log.error("spool.truncate_failed", segment=str(segment))

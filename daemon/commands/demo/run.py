@@ -23,6 +23,7 @@ import redis
 from rich.console import Console
 
 from daemon.commands.demo.check import check_poll, check_pull, check_push, stream_books, verdict
+from daemon.commands.demo.groups import print_consumer_kept, scrape_groups
 from daemon.commands.demo.stack import ES_ID, MI, PL, Stack
 from daemon.commands.demo.view import (
     DemoView,
@@ -47,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--seconds", type=float, metavar="N", help="stop after N seconds (default: at Ctrl-C)")
     add("--notifications", type=int, default=2000, metavar="N", help="DocPlanner queue seed")
-    add("--keep", action="store_true", help="leave Redis running afterwards, to read the streams")
+    add(
+        "--keep",
+        action="store_true",
+        help="leave Redis and the example consumer running afterwards (stop it by hand)",
+    )
 
 
 class Demo:
@@ -83,13 +88,16 @@ class Demo:
             f"Redis {stack.redis.url}  redis-server pid {redis_pid}",
             f"daemon pid {stack.daemon.pid}  {stack.metrics_url}",
         ]
+        if stack.consumer is not None:
+            lines.append(f"consumer pid {stack.consumer.pid}  examples/consumer.py, group demo")
         return lines + [f"{module} is not installed yet: left out" for module in stack.missing()]
 
     def _refresh(self, view: DemoView, status: str) -> dict[Labels, float]:
         samples = scrape(self.stack.metrics_url)
         streams = [STREAMS.docplanner, STREAMS.myinvois, STREAMS.deadletter]
         recent = recent_entries(self.stack.client, streams, view.entry_rows)
-        view.update(status, account_rows(samples, self.stack.accounts), recent)
+        groups = scrape_groups(self.stack.metrics_url)
+        view.update(status, account_rows(samples, self.stack.accounts), recent, groups)
         return samples
 
     def _watch(self, view: DemoView) -> None:
@@ -173,6 +181,10 @@ class Demo:
         stack.close(keep_redis=keep, keep_files=not self.passed)
         if keep:
             print_keep(self.console, stack.redis, STREAMS, stack.tmp)
+            if stack.consumer is not None and stack.consumer.poll() is None:
+                print_consumer_kept(
+                    self.console, stack.consumer.pid, stack.redis, STREAMS.docplanner
+                )
         elif self.passed:
             say = f"Redis was at {stack.redis.url}; stopped (--keep leaves it running)."
             self.console.print(say, markup=False, highlight=False)

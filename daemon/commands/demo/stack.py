@@ -7,6 +7,9 @@ sandbox (``acme``: a few days of history plus arrivals, some dated minutes in th
 and ``drainer run`` as a subprocess in its own session, with a generated config and a
 JSON log file. The push account and the MyInvois account are left out while their
 daemon modules (``daemon/push.py``, ``daemon/myinvois.py``) are not installed.
+Downstream, ``examples/consumer.py`` reads the DocPlanner stream as consumer group
+``demo`` (XREADGROUP + XACK), so the view shows a group keeping up; it is left out when
+the examples are not there (an installed wheel has none).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ PL_RATE, ES_RATE, MI_RATE = 20.0, 4.0, 1.0  # arrivals per second
 ES_SEED, MI_SEED, MI_DAYS = 200, 300, 3
 MI_RPM = 60  # the demo's MyInvois budget (the sandbox allows twice that)
 READY_TIMEOUT, DAEMON_STOP = 20.0, 25.0
+CONSUMER = Path(__file__).resolve().parents[3] / "examples" / "consumer.py"
+GROUP, DP_STREAM = "demo", "drainer:{docplanner}"
 
 
 class Stack:
@@ -66,6 +71,7 @@ class Stack:
         self.accounts += [("docplanner", "es", "push")] if self.push else []
         self.accounts += [("myinvois", "acme", "poll")] if self.poll else []
         self.daemon: subprocess.Popen[bytes] | None = None
+        self.consumer: subprocess.Popen[bytes] | None = None
         self._arrivals: list[threading.Event] = []
         self._halted = threading.Event()
         self._seeding: threading.Thread | None = None
@@ -104,12 +110,36 @@ class Stack:
             if self.daemon.poll() is not None or time.monotonic() > deadline:
                 raise DrainerError(f"the daemon did not start; see {self.log}")
             time.sleep(0.1)
+        self._start_consumer()
         self._arrivals.append(self.dp.start_arrivals(PL_RATE, PL.client_id))
         if self.poll:
             self._arrivals.append(self.mi.start_arrivals(MI_RATE, client_id=MI.client_id))
         if self.push:  # pushes start once the daemon listens
             self._seeding = threading.Thread(target=self._seed_pushes, daemon=True)
             self._seeding.start()
+
+    def _start_consumer(self) -> None:
+        """The example consumer as group ``demo`` (own session: a Ctrl-C is for the demo)."""
+        if not CONSUMER.is_file():
+            return
+        args = ["--redis", self.redis.url, "--stream", DP_STREAM, "--group", GROUP]
+        with (self.tmp / "consumer.log").open("ab") as log:
+            self.consumer = subprocess.Popen(
+                [sys.executable, str(CONSUMER), *args, "--consumer", "demo-1"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+                start_new_session=True,
+            )
+
+    def stop_consumer(self) -> None:
+        if self.consumer is not None and self.consumer.poll() is None:
+            self.consumer.terminate()
+            try:
+                self.consumer.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.consumer.kill()
+                self.consumer.wait()
 
     def _seed_pushes(self) -> None:
         self.dp.push(ES_ID, self.dp.enqueue(ES_ID, ES_SEED))
@@ -192,8 +222,10 @@ class Stack:
             return None
 
     def close(self, keep_redis: bool, keep_files: bool) -> None:
-        """Stop everything (Redis too unless ``keep_redis``); remove the temp dir if allowed."""
+        """Stop everything (Redis and the consumer too unless ``keep_redis``); clean up."""
         self.halt_arrivals()
+        if not keep_redis:
+            self.stop_consumer()
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.kill()
             self.daemon.wait()

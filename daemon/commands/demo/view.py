@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from daemon.commands.demo.check import AccountCheck, stream_page
+from daemon.commands.demo.groups import GroupRow, group_table
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.settings import StreamSettings
 
@@ -173,9 +174,15 @@ class DemoView:
             self.live.stop()
             self.live = None
 
-    def update(self, status: str, rows: list[AccountRow], recent: list[RecentEntry]) -> None:
+    def update(
+        self,
+        status: str,
+        rows: list[AccountRow],
+        recent: list[RecentEntry],
+        groups: Sequence[GroupRow] = (),
+    ) -> None:
         if self.live is not None:
-            self.live.update(self._render(status, rows, recent))
+            self.live.update(self._render(status, rows, recent, groups))
             return
         now = time.monotonic()
         if now - self._last_plain < PLAIN_EVERY:
@@ -194,6 +201,7 @@ class DemoView:
             if row.watermark is not None:
                 text += f" watermark {clock_text(row.watermark)}"
             parts.append(text)
+        parts += [group.line() for group in groups]
         self.console.print(" | ".join(parts), markup=False, highlight=False)
 
     @property
@@ -201,9 +209,15 @@ class DemoView:
         """How many stream entries fit under the table (the whole view must fit the screen)."""
         if self.live is None:
             return 5
-        return max(3, min(12, self.console.height - len(self.header) - 15))
+        return max(3, min(12, self.console.height - len(self.header) - 19))
 
-    def _render(self, status: str, rows: list[AccountRow], recent: list[RecentEntry]) -> Group:
+    def _render(
+        self,
+        status: str,
+        rows: list[AccountRow],
+        recent: list[RecentEntry],
+        groups: Sequence[GroupRow],
+    ) -> Group:
         accounts = Table(
             box=box.SIMPLE_HEAD,
             padding=(0, 1),
@@ -243,6 +257,8 @@ class DemoView:
             Text(status, style="bold"),
             Text("accounts (the daemon's /metrics)", style="dim"),
             accounts,
+            Text("consumer groups downstream (the daemon's /metrics)", style="dim"),
+            group_table(groups),
             Text("newest stream entries (XREVRANGE)", style="dim"),
             entries,
         )

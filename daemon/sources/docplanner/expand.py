@@ -122,7 +122,8 @@ class PullExpander:
             self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
         self.metrics.events_received.labels(**self._labels).inc(len(created))
         self.metrics.docplanner_queue_remaining.labels(**self._labels).set(parsed.remaining)
-        if created:
-            age = max(0.0, self.wall_clock() - min(created).timestamp())
-            self.metrics.docplanner_oldest_age.labels(**self._labels).set(age)
+        newest = max(created).timestamp() if created else None
+        self.metrics.docplanner_expiry.observe(
+            self.account, raw.received_at, parsed.remaining, newest
+        )
         return entries

@@ -4,6 +4,10 @@ A pull is destructive, so a pulled batch goes to the spool (fsynced) before anyt
 else, and the next pull waits until it is there. :class:`DocPlannerPuller` never pulls
 when the spool could not take a full batch; if an append still fails, the batch is kept
 in memory and re-appended before any further pull.
+
+A 403 on a pull does not stop the account (a queue that is not pulled expires after
+72 h): it backs off up to FORBIDDEN_CAP, is named in /readyz while it lasts, is counted
+in ``drainer_upstream_forbidden_total``, and pulling resumes by itself once it stops.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from daemon.worker import Backoff, Health
 log = structlog.get_logger("daemon.sources.docplanner.pull")
 
 SPOOL_HEADROOM = 4 * 1024 * 1024  # never pull unless the spool can take this much
+FORBIDDEN_CAP = 300.0  # a 403 is retried at least every 5 minutes
 
 
 class DocPlannerPuller:
@@ -48,6 +53,7 @@ class DocPlannerPuller:
         budget: SlidingWindowBudget,
         on_spooled: Callable[[], None] = lambda: None,
         wall_clock: Callable[[], float] = time.time,
+        forbidden_backoff: Backoff | None = None,
     ) -> None:
         self.name = f"docplanner:{account.name}:puller"
         self.account = account
@@ -64,19 +70,18 @@ class DocPlannerPuller:
         self._labels = {"source": "docplanner", "account": account.name}
         self._backoff = Backoff(base=0.5, cap=60.0)
         self._unspooled: RawBatch | None = None
-        self.forbidden = False
+        self._forbidden = forbidden_backoff or Backoff(base=5.0, cap=FORBIDDEN_CAP)
 
     def tick(self, now: float) -> float:
         if self._unspooled is not None and not self._spool(self._unspooled, now):
             return self._backoff.next()
-        if self.forbidden:
-            return 3600.0
         if self.spool_budget.max_bytes - self.spool_budget.used < SPOOL_HEADROOM:
             reason = "spool full: pulling paused until Redis takes the backlog"
-            self.health.detail["not_ready"] = reason
+            self.health.set_detail("not_ready", reason)
             self.health.failed(reason, now)
             return 1.0
-        self.health.detail.pop("not_ready", None)
+        if str(self.health.snapshot().detail.get("not_ready", "")).startswith("spool full"):
+            self.health.clear_detail("not_ready")
         wait = self.budget.try_acquire(now)
         if wait > 0:
             return wait
@@ -86,15 +91,17 @@ class DocPlannerPuller:
             self.health.failed(str(exc), now)
             return max(0.0, exc.retry_at - now)
         except ForbiddenError as exc:
-            self.forbidden = True
-            self.health.failed(f"{exc}: pulling stopped for this account", now)
-            return 3600.0
+            self.metrics.upstream_forbidden.labels(**self._labels).inc()
+            reason = f"{exc}; retrying with backoff (at most {FORBIDDEN_CAP:.0f}s)"
+            self.health.set_detail("not_ready", reason)
+            self.health.failed(str(exc), now)
+            return self._forbidden.next()
         except (TransientError, AuthError) as exc:
             self.health.failed(str(exc), now)
             return self._backoff.next()
         if response.body is None:
             self.metrics.docplanner_queue_remaining.labels(**self._labels).set(0)
-            self.metrics.docplanner_oldest_age.labels(**self._labels).set(0)
+            self.metrics.docplanner_expiry.emptied(self.account.name, self.wall_clock())
             self._done(now)
             return self.account.idle_interval
         # Popped upstream: make it durable before anything else, parse it later (publisher).
@@ -107,6 +114,8 @@ class DocPlannerPuller:
 
     def _done(self, now: float) -> None:
         self._backoff.reset()
+        self._forbidden.reset()
+        self.health.clear_detail("not_ready")
         wall = self.wall_clock()
         self.health.succeeded(wall)
         self.metrics.last_success.labels(**self._labels).set(wall)

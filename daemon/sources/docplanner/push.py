@@ -1,7 +1,8 @@
 """DocPlanner push mode: the receiver of ``POST /push/docplanner/<account>``.
 
 :class:`PushReceiver` (one per account with ``mode = "push"`` or ``"both"``) checks the
-``X-Drainer-Token`` header in constant time, parses the body as one notification and
+``X-Drainer-Token`` header in constant time (the HTTP server asks :meth:`authorized`
+before it reads the body), parses the body as one notification and
 appends it to the account's write-ahead spool (fsynced) before answering ``204``: a 204
 means "durably spooled", not "on the stream yet"; the account's publisher, woken at
 once, takes it from there (SPEC §2). The entry is the same as a pulled one except for
@@ -77,8 +78,7 @@ class PushReceiver:
 
     def handle(self, token: str | None, body: bytes) -> Answer:
         """Spool one pushed notification; see the module docstring for the answers."""
-        if not self._authorized(token):
-            self._note_unauthorized()
+        if not self.authorized(token):
             return 401, {"error": "missing or wrong X-Drainer-Token"}
         if not self.accepting.is_set():
             return 503, {"error": "shutting down; push again later"}
@@ -121,11 +121,17 @@ class PushReceiver:
         except (ValueError, RecursionError) as exc:  # parsed, but cannot be re-encoded
             return Invalid("invalid_notification", str(exc), body)
 
-    def _authorized(self, token: str | None) -> bool:
-        if token is None:
-            return False
+    def authorized(self, token: str | None) -> bool:
+        """Whether ``token`` is this account's push token; a refusal is counted and logged.
+
+        The HTTP server asks this as soon as the headers are in, before reading the body.
+        """
         # compare_digest on bytes: constant time whatever the contents.
-        return hmac.compare_digest(token.encode("utf-8", errors="replace"), self._token)
+        given = (token or "").encode("utf-8", errors="replace")
+        if token is not None and hmac.compare_digest(given, self._token):
+            return True
+        self._note_unauthorized()
+        return False
 
     def _spool(self, entry: StreamEntry) -> bool:
         """Append and fsync one entry (SpoolLog is thread-safe); False when it cannot."""

@@ -78,7 +78,7 @@ class ReleaseScheduler:
                 "release forbidden: DocPlanner answered 403 (client not in push mode or "
                 "not enabled); release calls stopped until restart"
             )
-            self.health.detail["not_ready"] = reason
+            self.health.set_detail("not_ready", reason)
             self.health.failed(reason, now)
             log.error("docplanner.release_forbidden", account=self.account.name)
             return 3600.0

@@ -1,7 +1,15 @@
 """MyInvois Get Notifications client: token, one page, parsing (SPEC §1).
 
-The token comes from ``/connect/token`` (client credentials, ``scope=InvoicingAPI``) and is
-cached for ``expires_in``; intermediaries add the ``onbehalfof`` header.
+The token comes from ``POST {identity_url}/connect/token`` on the identity service
+(client credentials, ``scope=InvoicingAPI``) and is cached for ``expires_in``.
+Intermediaries ("Login as Intermediary System") send ``onbehalfof: <TIN>`` on that
+token request: the token is then bound to the taxpayer, so the page requests carry
+nothing but the bearer token. One API object (and token cache) per account, that is
+per (client, TIN).
+
+Answers: 401 refreshes the token once; 403 is :class:`ForbiddenError` (the poller backs
+off and retries); a 400 whose error names ``pageSize`` is :class:`PageSizeRefusedError`
+(the poller halves its page size); any other 400 is :class:`BadRequestError`.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from daemon.envelope import (
 )
 from daemon.errors import (
     AuthError,
+    BadRequestError,
     ForbiddenError,
+    PageSizeRefusedError,
     TransientError,
 )
 from daemon.settings import MyInvoisAccount
@@ -52,10 +62,14 @@ class MyInvoisApi:
         self._rejected = False  # the last page request got 401
 
     def _fetch_token(self) -> tuple[str, float]:
+        headers = {"Accept": "application/json"}
+        if self.account.on_behalf_of:
+            headers["onbehalfof"] = self.account.on_behalf_of  # binds the token to the TIN
         response = self.http.send(
             "POST",
-            f"{self.account.base_url}{TOKEN_PATH}",
+            f"{self.account.token_base}{TOKEN_PATH}",
             "token",
+            headers=headers,
             data={
                 "client_id": self.account.client_id,
                 "client_secret": self.account.secret(),
@@ -74,8 +88,6 @@ class MyInvoisApi:
         in again, through the budget); a second 401 in a row raises AuthError.
         """
         headers = {"Authorization": f"Bearer {self.tokens.get()}", "Accept": "application/json"}
-        if self.account.on_behalf_of:
-            headers["onbehalfof"] = self.account.on_behalf_of
         params = {
             "dateFrom": iso_z(date_from),
             "dateTo": iso_z(date_to),
@@ -101,8 +113,38 @@ class MyInvoisApi:
         if code == 200:
             return response.content
         if code == 403:
-            raise ForbiddenError(f"myinvois {name}: 403 (check on_behalf_of and the client)")
+            raise ForbiddenError(f"myinvois {name}: 403 on notifications")
+        if code == 400:
+            page_size_named, target = _error_target(response.content)
+            if page_size_named:
+                raise PageSizeRefusedError(f"myinvois {name}: 400, pageSize {page_size} refused")
+            what = f"argument {target}" if target else "request"
+            raise BadRequestError(f"myinvois {name}: 400, the server refused our {what}")
         raise TransientError(f"myinvois {name}: notifications answered {code}")
+
+
+QUERY_PARAMETERS = ("dateFrom", "dateTo", "type", "language", "status", "pageNo", "pageSize")
+
+
+def _error_target(body: bytes) -> tuple[bool, str]:
+    """``(names pageSize, the parameter it names)`` of a standard error response.
+
+    The official shape is ``{"error": {"propertyName", "errorCode", "error", "target", ...}}``
+    (https://sdk.myinvois.hasil.gov.my/standard-error-response/); older documents show
+    ``{"error": {"code", "message", "target"}}``; both are read. Only a known parameter
+    name is echoed into our errors, never upstream text.
+    """
+    try:
+        document = loads(body)
+    except (ValueError, RecursionError):
+        return False, ""
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return False, ""
+    texts = [error.get(key) for key in ("target", "propertyName", "error", "message")]
+    words = " ".join(text for text in texts if isinstance(text, str))
+    target = next((t for t in texts[:2] if isinstance(t, str) and t in QUERY_PARAMETERS), "")
+    return "pagesize" in words.lower(), target
 
 
 def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:

@@ -25,6 +25,13 @@ come from is a :class:`Cursor`: :class:`WatermarkCursor` (the live poll) or
 :class:`RangeCursor` (``drainer backfill``: a fixed range, the watermark left alone).
 The rate budget lives in the account's UpstreamClient and is taken before every page
 request; token requests (about one an hour, on the identity endpoint) are not counted.
+
+Refusals: a 403 backs off (capped at FORBIDDEN_CAP, named in /readyz while it lasts,
+counted in ``drainer_upstream_forbidden_total``) and the same page is asked for again, so
+the account resumes by itself. A 400 naming ``pageSize`` halves the account's page size
+(logged once per change, counted in ``drainer_myinvois_page_size_reduced_total``) and
+the window is read again from page 1. Any other 400 is a failing state named in /readyz
+and ``drainer status``, retried with the same capped backoff.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from daemon.envelope import (
     rfc3339,
 )
 from daemon.errors import (
+    BadRequestError,
+    ForbiddenError,
+    PageSizeRefusedError,
     RateLimitedError,
     SinkError,
     SpoolError,
@@ -57,6 +67,7 @@ from daemon.worker import Backoff, Health
 log = structlog.get_logger("daemon.sources.myinvois.poll")
 
 PUBLISHED_WAIT = 0.2  # how often to look whether the previous window is published
+FORBIDDEN_CAP = 300.0  # a 403 or a 400 is retried at least every 5 minutes
 
 
 class MyInvoisPoller:
@@ -75,6 +86,7 @@ class MyInvoisPoller:
         role: str = "poller",
         backoff: Backoff | None = None,
         on_spooled: Callable[[], None] = lambda: None,
+        refused_backoff: Backoff | None = None,
     ) -> None:
         self.name = f"myinvois:{account.name}:{role}"
         self.account = account
@@ -96,6 +108,8 @@ class MyInvoisPoller:
         self.caught_up = False
         self._labels = {"source": "myinvois", "account": account.name}
         self._backoff = backoff or Backoff(base=0.5, cap=60.0)
+        self._refused = refused_backoff or Backoff(base=5.0, cap=FORBIDDEN_CAP)
+        self.page_size = account.page_size  # halved when the server refuses it
         self._next_poll = 0.0
 
     def tick(self, now: float) -> float:
@@ -132,17 +146,48 @@ class MyInvoisPoller:
         self.requests += 1
         try:
             body = self.api.get_page(
-                window.date_from, window.date_to, window.page_no, self.account.page_size
+                window.date_from, window.date_to, window.page_no, self.page_size
             )
-            items, has_next = parse_page(body, self.account.page_size)
+            items, has_next = parse_page(body, self.page_size)
         except TokenRejectedError:
             log.info("myinvois.token_rejected", account=self.account.name)
             return 0.0
+        except PageSizeRefusedError as exc:
+            if self.page_size > 1:
+                return self._smaller_pages(window)
+            return self._refused_state(exc, now)
+        except (ForbiddenError, BadRequestError) as exc:
+            return self._refused_state(exc, now)
         except UpstreamError as exc:
             return self._failed(exc, now)
         window.add_page(items, has_next, datetime.fromtimestamp(self.wall_clock(), tz=UTC))
         self._backoff.reset()  # the next fault starts from a short backoff again
+        self._refused.reset()
+        self.health.clear_detail("not_ready")
         return 0.0
+
+    def _smaller_pages(self, window: Window) -> float:
+        """The server's maximum page size is below ours: halve it, read the window again."""
+        old, self.page_size = self.page_size, max(1, self.page_size // 2)
+        self.metrics.myinvois_page_size_reduced.labels(**self._labels).inc()
+        log.warning(
+            "myinvois.page_size_reduced",
+            account=self.account.name,
+            page_size=self.page_size,
+            was=old,
+        )
+        window.page_no = 1  # offsets changed with the size; re-reads are de-duplicated
+        return 0.0
+
+    def _refused_state(self, exc: Exception, now: float) -> float:
+        """403 or a 400 we cannot fix: named in /readyz, capped backoff, retried."""
+        if isinstance(exc, ForbiddenError):
+            self.metrics.upstream_forbidden.labels(**self._labels).inc()
+        reason = f"{exc}; retrying with backoff (at most {FORBIDDEN_CAP:.0f}s)"
+        self.health.set_detail("not_ready", reason)
+        self.last_error = exc
+        self.health.failed(str(exc), now)
+        return self._refused.next()
 
     def _publish(self, window: Window, now: float) -> float:
         """Spool the finished window with the watermark it earns; the publisher does the rest."""
@@ -174,10 +219,11 @@ class MyInvoisPoller:
 
     def _completed(self, window: Window, batch: WindowBatch) -> None:
         self._backoff.reset()
+        self.health.clear_detail("not_ready")
         self.last_error = None
         wall = self.wall_clock()
         self.health.succeeded(wall)
-        self.health.detail["watermark"] = rfc3339(window.date_to)
+        self.health.set_detail("watermark", rfc3339(window.date_to))
         self.metrics.last_success.labels(**self._labels).set(wall)
         self.windows_completed += 1
         self.notifications += batch.notifications

@@ -25,6 +25,7 @@ from daemon.envelope import (
     deadletter_entry,
     myinvois_entry,
     myinvois_order_key,
+    parse_time,
     to_raw,
 )
 from daemon.metrics import Metrics
@@ -57,7 +58,7 @@ class Window:
     pages: int = 0
     complete: bool = False  # the last page said hasNext = false
     received: list[tuple[list[Any], datetime]] = field(default_factory=list)
-    oldest_seen: datetime | None = None  # pages are newest first: read progress
+    oldest_seen: datetime | None = None  # pages are newest sent first: read progress
     batch: WindowBatch | None = None
     next_entry: int = 0  # entries of ``batch`` already published
     published: int = 0
@@ -70,9 +71,11 @@ class Window:
         self.complete = not has_next
         for item in items:
             if check_myinvois(item) is None:
-                created = myinvois_order_key(item)[0]
-                if self.oldest_seen is None or created < self.oldest_seen:
-                    self.oldest_seen = created
+                # Pages are filtered and sorted by the date sent (receivedDateTime).
+                sent = parse_time(item.get("receivedDateTime"))
+                moment = sent if sent is not None else myinvois_order_key(item)[0]
+                if self.oldest_seen is None or moment < self.oldest_seen:
+                    self.oldest_seen = moment
 
 
 def build_batch(account: str, stream: str, deadletter_stream: str, window: Window) -> WindowBatch:

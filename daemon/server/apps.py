@@ -1,0 +1,166 @@
+"""The WSGI apps behind the HTTP server (SPEC §6): push, /metrics, /healthz, /readyz.
+
+:class:`Router` dispatches by path. ``/metrics`` is prometheus_client's own WSGI app
+(OpenMetrics negotiation, gzip). ``/push/docplanner/<account>`` hands the body to the
+account's :class:`PushEndpoint` (``daemon.sources.docplanner.push.PushReceiver``).
+:meth:`Router.gate` is the part of push auth that runs on the server's I/O thread as soon
+as the headers are in, before any body byte is read (see ``daemon.server.strict``); the
+router checks the token again itself. An unknown account, a pull-only account, a wrong and
+a missing token all get the same 401, byte for byte, so account names cannot be probed.
+
+The apps never raise into the server: an unexpected error is a ``http.app_error`` log
+event (with its traceback, in JSON) and a 500 JSON body without one. They never set a
+``Connection`` header: waitress owns hop-by-hop headers (and answers 500 if an app sets one).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+log = structlog.get_logger("daemon.server")
+
+MAX_PUSH_BYTES = 1024 * 1024  # SPEC §6: a push body is at most 1 MiB
+PUSH_PREFIX = "/push/docplanner/"
+UNAUTHORIZED = "missing or wrong X-Drainer-Token"  # one message for every auth failure
+ROUTES = ("push", "metrics", "healthz", "readyz", "other")
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Any]
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_DUMMY_TOKEN = b"x" * 32  # compared against for an unknown account: the same work as a real one
+
+
+class PushEndpoint(Protocol):
+    """One push account: ``PushReceiver`` in ``daemon.sources.docplanner.push``."""
+
+    def authorized(self, token: str | None) -> bool:
+        """Whether ``token`` is this account's push token (constant time)."""
+        ...
+
+    def handle(self, token: str | None, body: bytes) -> tuple[int, dict[str, Any] | None]:
+        """Return the HTTP status and an optional JSON body."""
+        ...
+
+
+def route_of(path: str) -> str:
+    """The bounded ``route`` label of a request path."""
+    if path.startswith(PUSH_PREFIX):
+        return "push"
+    return path.strip("/") if path in ("/metrics", "/healthz", "/readyz") else "other"
+
+
+def status_line(status: int) -> str:
+    return f"{status} {_REASONS.get(status, 'Unknown')}"
+
+
+def json_bytes(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+class Router:
+    """The WSGI app of one listener; ``push_only`` serves the push route alone (404 else)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        alive: Callable[[], bool],
+        readiness: Readiness,
+        push: Mapping[str, PushEndpoint],
+        push_only: bool = False,
+    ) -> None:
+        self.alive = alive
+        self.readiness = readiness
+        self.push = push
+        self.push_only = push_only
+        self.metrics_app = make_wsgi_app(registry)
+
+    def authorized(self, path: str, token: str | None) -> bool:
+        """Whether ``token`` opens the push account named in ``path`` (unknown: never)."""
+        endpoint = self.push.get(path.removeprefix(PUSH_PREFIX).strip("/"))
+        if endpoint is None:
+            hmac.compare_digest(_DUMMY_TOKEN, (token or "").encode("utf-8", errors="replace"))
+            return False
+        return endpoint.authorized(token)
+
+    def gate(self, path: str, headers: Mapping[str, str]) -> int | None:
+        """Called with the parsed headers before the body is read: 401, or None to go on."""
+        if path.startswith(PUSH_PREFIX) and not self.authorized(
+            path, headers.get("X_DRAINER_TOKEN")
+        ):
+            return 401
+        return None
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self._dispatch(environ, start_response)
+        except Exception:
+            log.error("http.app_error", route=route_of(environ.get("PATH_INFO", "")), exc_info=True)
+            exc_info = sys.exc_info()
+            return _json(start_response, 500, {"error": "internal error"}, exc_info)  # type: ignore[arg-type]
+
+    def _dispatch(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
+        if path.startswith(PUSH_PREFIX):
+            return self._push(environ, start_response, path, method)
+        if self.push_only:
+            return _json(start_response, 404, {"error": "not found"})
+        if path == "/metrics":
+            return self.metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            ok = self.alive()
+            return _json(start_response, 200 if ok else 503, {"status": "ok" if ok else "stalled"})
+        if path == "/readyz":
+            ready, detail = self.readiness()
+            return _json(start_response, 200 if ready else 503, {"ready": ready, **detail})
+        return _json(start_response, 404, {"error": "not found"})
+
+    def _push(
+        self, environ: Environ, start_response: StartResponse, path: str, method: str
+    ) -> Iterable[bytes]:
+        token = environ.get("HTTP_X_DRAINER_TOKEN")
+        if not self.authorized(path, token):  # the gate already did; defence in depth
+            return _json(start_response, 401, {"error": UNAUTHORIZED})
+        if method != "POST":
+            return _json(start_response, 405, {"error": "POST only"})
+        length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress sets it for chunked too
+        if length > MAX_PUSH_BYTES:  # the parser already refused it; defence in depth
+            return _json(start_response, 413, {"error": f"body over {MAX_PUSH_BYTES} bytes"})
+        body = environ["wsgi.input"].read(length) if length else b""
+        endpoint = self.push[path.removeprefix(PUSH_PREFIX).strip("/")]
+        status, document = endpoint.handle(token, body)
+        return _json(start_response, status, document)
+
+
+def _json(
+    start_response: StartResponse,
+    status: int,
+    document: Mapping[str, Any] | None,
+    exc_info: ExcInfo | None = None,
+) -> list[bytes]:
+    body = b"" if document is None or status == 204 else json_bytes(document)
+    headers = [] if status == 204 else [("Content-Length", str(len(body)))]
+    if body:
+        headers.append(("Content-Type", "application/json"))
+    start_response(status_line(status), headers, exc_info)
+    return [body]

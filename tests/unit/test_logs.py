@@ -1,0 +1,108 @@
+"""Logging: JSON lines when not a TTY, namespaced events, secrets scrubbed everywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
+
+from daemon.commands.demo.localredis import LocalRedis
+from daemon.logs import SecretScrubber, configure_logging, journal_stream
+from tests.helpers import ROOT, write_config
+
+
+def test_json_lines_and_secret_scrubbing() -> None:
+    """Every configured secret is replaced by *** in every value, even inside exception text."""
+    out = io.StringIO()
+    configure_logging("info", "json", secrets=["hunter2-secret", "tok-123456"], stream=out)
+    log = structlog.get_logger("test")
+    log.info("docplanner.failing", error="401 for client_secret=hunter2-secret", n=3)
+    try:
+        raise ValueError("token tok-123456 refused")
+    except ValueError:
+        log.exception("docplanner.crashed")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines[0]["event"] == "docplanner.failing" and lines[0]["n"] == 3
+    assert lines[0]["level"] == "info" and "timestamp" in lines[0]
+    assert "hunter2-secret" not in out.getvalue() and "tok-123456" not in out.getvalue()
+    assert "***" in lines[0]["error"] and "***" in lines[1]["exception"]
+
+
+def test_level_filters_debug() -> None:
+    """log.level = info drops debug events."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    structlog.get_logger("t").debug("noise")
+    assert out.getvalue() == ""
+
+
+def test_console_renderer_is_plain_text() -> None:
+    """format = console renders human text, not JSON."""
+    out = io.StringIO()
+    configure_logging("debug", "console", stream=out)
+    structlog.get_logger("t").info("runtime.started", listen="127.0.0.1:9464")
+    text = out.getvalue()
+    assert "runtime.started" in text and not text.lstrip().startswith("{")
+
+
+def test_scrubber_ignores_short_strings() -> None:
+    """Secrets shorter than 4 characters are not scrubbed (they would mangle every line)."""
+    assert SecretScrubber(["ab"]).scrub("abc") == "abc"
+
+
+def test_journal_lines_carry_their_syslog_priority() -> None:
+    """Under journald each line starts with <N>: errors <3>, warnings <4>, info <6>."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out, journal=True)
+    log = structlog.get_logger("t")
+    log.error("sink.failed")
+    log.warning("docplanner.failing")
+    log.info("runtime.started")
+    lines = out.getvalue().splitlines()
+    assert [line[:3] for line in lines] == ["<3>", "<4>", "<6>"]
+    assert json.loads(lines[0][3:])["event"] == "sink.failed"
+
+
+def test_journal_stream_must_name_stdout(tmp_path: Path) -> None:
+    """$JOURNAL_STREAM counts only when its device:inode is the stream's own file."""
+    with (tmp_path / "out").open("w") as stream, (tmp_path / "other").open("w") as other:
+        info, foreign = os.fstat(stream.fileno()), os.fstat(other.fileno())
+        assert journal_stream(f"{info.st_dev}:{info.st_ino}", stream)
+        assert not journal_stream(f"{foreign.st_dev}:{foreign.st_ino}", stream)
+        assert not journal_stream("garbage", stream) and not journal_stream(None, stream)
+
+
+def test_port_in_use_is_one_error_line_at_priority_err(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """`drainer run` on a busy port: exit 1, one line (priority <3> for journald), no traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(tmp_path / "drainer.toml", redis_server.url, listen_port=port)
+        log_path = tmp_path / "journal"
+        with log_path.open("wb") as journal:
+            info = os.fstat(journal.fileno())
+            result = subprocess.run(
+                [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                stdout=journal,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"},
+                cwd=ROOT,
+                timeout=60,
+                check=False,
+            )
+    output = log_path.read_text()
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    (line,) = output.splitlines()
+    assert line.startswith("<3>{")
+    fatal = json.loads(line[3:])
+    assert fatal["event"] == "drainer.fatal" and f"127.0.0.1:{port}" in fatal["error"]
