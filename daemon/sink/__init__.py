@@ -4,6 +4,7 @@
 - :mod:`.publish`: atomic de-duplicated ``XADD`` and the MyInvois watermarks;
 - :mod:`.durability`: the ``WAIT``/``WAITAOF`` a publish needs before it is released;
 - :mod:`.failures`: which Redis errors are retried and which need an operator;
+- :mod:`.scripts`: the Lua publish and watermark scripts;
 - :mod:`.lease`: per-account leases for two daemons on one config;
 - :mod:`.retention`: MINID / consumer-group trimming.
 """
