@@ -23,7 +23,7 @@ from daemon.errors import DurabilityError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.settings import RedisSettings
-from daemon.sink import RedisSink, connect
+from daemon.sink import RedisSink, connect, related_key
 from daemon.sink.durability import NO_WAIT, NodeFacts, Policy, Topology, Wait, resolve
 from daemon.sink.failures import is_transient
 from daemon.spool import SpoolBudget, SpoolLog
@@ -209,16 +209,22 @@ def test_a_retry_of_entries_already_written_still_waits_for_the_replica(
     pair: tuple[LocalRedis, LocalRedis],
 ) -> None:
     """All duplicates on a fresh connection: a marker write keeps the WAIT meaningful."""
+    # On Redis >= 7.2 a connection that wrote nothing gets an immediate WAIT reply (7.0
+    # counts any command), so the marker write itself is what this test pins down.
     master, replica = pair
     batch = [entry(n) for n in range(5)]
+    marker = related_key(STREAM, "durable")
+    direct = redis.Redis(port=master.port)
     os.kill(_pid(replica), signal.SIGSTOP)
     try:
-        for _ in range(2):  # the second attempt only finds duplicates
+        for attempt in range(2):  # the second attempt only finds duplicates
             sink = RedisSink(connect(master.url), 60, 0, durability=Policy("replicas", 1, 0.2))
             with pytest.raises(DurabilityError):
                 sink.publish(batch)
             sink.client.close()
+            assert direct.exists(marker) == attempt  # written only when nothing was added
     finally:
+        direct.close()
         os.kill(_pid(replica), signal.SIGCONT)
     sink = RedisSink(connect(master.url), 60, 0, durability=Policy("replicas", 1, 2.0))
     assert sink.publish(batch).duplicates == 5
