@@ -9,6 +9,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY daemon/ daemon/
+# daemon/share/ links to these (package data: `drainer share`)
+COPY deploy/ deploy/
+COPY config/drainer.example.toml config/
 # Installed into a prefix that the runtime stage copies whole: no source, no build cache.
 RUN pip install --no-cache-dir --prefix=/install .
 

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands whose implementation lives in its own module (``add_arguments`` + ``run``).
     # Plain imports: a missing module or dependency is an error here, never a lost command.
-    from daemon.commands import backfill, status
+    from daemon.commands import backfill, share, status
     from daemon.commands.demo import run as demo
     from daemon.sandbox import cli as sandbox
 
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("backfill", backfill, "MyInvois one-off window with a progress bar"),
         ("demo", demo, "local sandboxes + Redis + the daemon, with a live view; no setup"),
         ("sandbox", sandbox, "run the DocPlanner and MyInvois sandboxes alone"),
+        ("share", share, "print the unit, example config, dashboard or alert rules"),
     ):
         sub = commands.add_parser(
             name,

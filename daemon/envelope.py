@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 SCHEMA = "1"
 
@@ -40,6 +43,7 @@ class PullBatch:
 
     items: list[Any]
     remaining: int
+    finite: bool = False  # parsed by orjson: no NaN/Infinity inside (see canonical_json)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -61,8 +65,43 @@ def parse_time(value: object) -> datetime | None:
     return moment
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 kept: the same object always hashes the same."""
+# Number text where orjson and ``json`` may differ: exponents (also every integer orjson
+# read as a float because it does not fit 64 bits) and floats below 1e-4.
+_FLOAT_TEXT = re.compile(rb"(?:^|[:,\[])-?(?:\d+(?:\.\d+)?e|0\.0000)")
+
+
+class InexactJsonError(Exception):
+    """orjson's value or text of this batch could differ from ``json``'s: redo it with ``json``."""
+
+
+_DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _may_differ(text: bytes) -> bool:
+    """Cheap finds first (C speed); the regex only when a candidate is there."""
+    zeroed = text.translate(_DIGITS_TO_0)  # "presence-marked" is no candidate, "1e-05" is
+    if b"0e+" in zeroed or b"0e-" in zeroed or b"0.0000" in zeroed:
+        return _FLOAT_TEXT.search(text) is not None
+    return False
+
+
+def canonical_json(value: Any, *, finite: bool = False) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the same object always hashes the same.
+
+    The text is always that of ``json.dumps(sort_keys=True, ensure_ascii=False)``, which
+    the event ids were defined with. ``finite=True`` (a value orjson parsed: no NaN or
+    Infinity inside) lets orjson write it, several times faster. Raises
+    :class:`InexactJsonError` when the text holds a number the two libraries could read
+    or write differently, so the caller re-parses the body with ``json``.
+    """
+    if finite:
+        try:
+            fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # nested deeper than 254: json decides, from the bytes
+            raise InexactJsonError("nested deeper than orjson writes") from None
+        if _may_differ(fast):
+            raise InexactJsonError("a number orjson and json may read or write differently")
+        return fast.decode()
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -88,9 +127,33 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def to_raw(value: Any) -> bytes:
-    """The JSON bytes of one item, for dead-lettering an item of a parsed batch."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def parse_fast(raw: bytes) -> tuple[Any, bool]:
+    """``(value, finite)``: orjson's value when it reads ``raw``, else :func:`loads`'.
+
+    orjson reads strict JSON only: NaN/Infinity, lone surrogates and UTF-16 are left to
+    ``json``. ``finite`` means orjson read it; its integers beyond 64 bits became floats,
+    which :func:`canonical_json` notices (see :class:`InexactJsonError`).
+    """
+    try:
+        return orjson.loads(raw), True
+    except orjson.JSONDecodeError:
+        return loads(raw), False  # the json module accepts or rejects it, with its message
+
+
+def to_raw(value: Any, *, finite: bool = False) -> bytes:
+    """The JSON bytes of one item, for dead-lettering an item of a parsed batch.
+
+    ``finite`` (orjson parsed it): raises :class:`InexactJsonError` where ``json`` could
+    have parsed the body differently.
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        if finite:
+            raise InexactJsonError("nested deeper than json writes") from None
+        raise
+    if finite and _may_differ(text.encode(errors="surrogatepass")):
+        raise InexactJsonError("a number orjson and json may read differently")
     try:
         return text.encode()
     except UnicodeEncodeError:  # an unpaired surrogate escape: keep it escaped
@@ -100,14 +163,18 @@ def to_raw(value: Any) -> bytes:
 # --- DocPlanner -------------------------------------------------------------------------
 
 
-def parse_pull_body(body: bytes) -> PullBatch | Invalid:
-    """``{"notifications": [...], "remaining": n}``; also ``_items`` and a bare object."""
+def parse_pull_body(body: bytes, *, exact: bool = False) -> PullBatch | Invalid:
+    """``{"notifications": [...], "remaining": n}``; also ``_items`` and a bare object.
+
+    orjson reads it unless ``exact`` (the ``json`` module only, as after an
+    :class:`InexactJsonError`).
+    """
     try:
-        document = loads(body)
+        document, finite = (loads(body), False) if exact else parse_fast(body)
     except (ValueError, RecursionError) as exc:
         return Invalid("unparseable_body", f"pull response is not JSON: {exc}", body)
     if isinstance(document, dict) and "name" in document and "notifications" not in document:
-        return PullBatch([document], 0)  # GET /notifications returns one bare notification
+        return PullBatch([document], 0, finite)  # GET /notifications: one bare notification
     if not isinstance(document, dict):
         return Invalid("unparseable_body", "pull response is not a JSON object", body)
     items = document.get("notifications", document.get("_items"))
@@ -116,11 +183,17 @@ def parse_pull_body(body: bytes) -> PullBatch | Invalid:
         return Invalid("unparseable_body", "pull response has no notifications list", body)
     if not isinstance(remaining, int) or isinstance(remaining, bool) or remaining < 0:
         remaining = 0
-    return PullBatch(items, remaining)
+    return PullBatch(items, remaining, finite)
 
 
 def check_docplanner(item: Any) -> str | None:
     """Why ``item`` is not a DocPlanner notification, or None when it is one."""
+    checked = docplanner_created(item)
+    return checked if isinstance(checked, str) else None
+
+
+def docplanner_created(item: Any) -> str | datetime:
+    """Why ``item`` is not a DocPlanner notification (a str), or its ``created_at`` time."""
     if not isinstance(item, dict):
         return "notification is not a JSON object"
     name = item.get("name")
@@ -128,9 +201,10 @@ def check_docplanner(item: Any) -> str | None:
         return "notification has no string 'name'"
     if not isinstance(item.get("data"), dict):
         return "notification 'data' is not an object"
-    if parse_time(item.get("created_at")) is None:
+    moment = parse_time(item.get("created_at"))
+    if moment is None:
         return "notification 'created_at' is not an ISO 8601 time with offset"
-    return None
+    return moment
 
 
 def docplanner_event_id(account: str, notification: Any) -> str:
@@ -144,16 +218,26 @@ def _docplanner_id(account: str, canonical: str) -> str:
 
 
 def docplanner_entry(
-    stream: str, account: str, notification: dict[str, Any], received_at: datetime, delivery: str
+    stream: str,
+    account: str,
+    notification: dict[str, Any],
+    received_at: datetime | str,
+    delivery: str,
+    *,
+    occurred: datetime | None = None,
+    finite: bool = False,
 ) -> StreamEntry:
     """The stream entry of a valid DocPlanner notification (see :func:`check_docplanner`).
 
-    Raises ValueError for an object JSON cannot encode (e.g. nested too deeply).
+    A batch passes ``received_at`` already in RFC 3339 and the ``occurred`` time it parsed,
+    so neither is worked out again per item. Raises ValueError for an object JSON cannot
+    encode (e.g. nested too deeply).
     """
-    occurred = parse_time(notification["created_at"])
+    if occurred is None:
+        occurred = parse_time(notification["created_at"])
     assert occurred is not None, "check_docplanner first"
     try:
-        payload = canonical_json(notification)
+        payload = canonical_json(notification, finite=finite)
     except RecursionError:
         raise ValueError("notification nested too deeply") from None
     event_id = _docplanner_id(account, payload)
@@ -166,7 +250,7 @@ def docplanner_entry(
             "account": account,
             "type": notification["name"],
             "occurred_at": rfc3339(occurred),
-            "received_at": rfc3339(received_at),
+            "received_at": received_at if isinstance(received_at, str) else rfc3339(received_at),
             "delivery": delivery,
             "payload": payload,
             "schema": SCHEMA,

@@ -12,7 +12,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -269,7 +274,8 @@ class ExpiryAge(Collector):
 
 
 class StreamLengthCollector(Collector):
-    """``drainer_stream_length`` read from Redis at scrape time (never cached)."""
+    """``drainer_stream_length`` read from Redis at scrape time (never cached), and
+    ``drainer_redis_up``: 1 when that read answered, 0 when Redis did not."""
 
     def __init__(self, lengths: Callable[[], Iterable[tuple[str, int]]]) -> None:
         self._lengths = lengths  # raises SinkError when Redis is not answering
@@ -279,6 +285,9 @@ class StreamLengthCollector(Collector):
         family = GaugeMetricFamily(
             "drainer_stream_length", "Entries in each Redis stream (XLEN).", labels=["stream"]
         )
+        redis_up = GaugeMetricFamily(
+            "drainer_redis_up", "1 when Redis answered this scrape's XLEN, else 0."
+        )
         try:
             for stream, length in self._lengths():
                 family.add_metric([stream], float(length))
@@ -286,7 +295,11 @@ class StreamLengthCollector(Collector):
             if not self._failing:
                 log.warning("metrics.stream_length_unavailable", error=str(exc))
             self._failing = True
+            redis_up.add_metric([], 0.0)
+            yield redis_up
             return
+        redis_up.add_metric([], 1.0)
+        yield redis_up
         if self._failing:
             log.info("metrics.stream_length_available")
         self._failing = False

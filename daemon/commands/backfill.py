@@ -1,5 +1,8 @@
 """``drainer backfill``: read a past MyInvois range once, with a progress bar (SPEC §5).
 
+The bar is ``rich`` (the optional ``ui`` extra); without it, plain progress lines
+(:mod:`daemon.commands.progress`).
+
 The range is walked exactly as the live poll walks it -- bounded windows, oldest first,
 every page until ``hasNext`` is false, each window published oldest first with the same
 ``event_id`` -- by the same :class:`~daemon.sources.myinvois.poll.MyInvoisPoller` driven by a
@@ -23,16 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from daemon.commands.progress import progress
 from daemon.errors import (
     EXIT_OK,
     AuthError,
@@ -205,53 +200,38 @@ def run(args: argparse.Namespace) -> int:
         cursor,
         Path(scratch.name),
     )
-    console = Console(stderr=True)
+    shown = progress(account.name, cursor.total)
     secrets = [account.secret()]
     warning = window_warning(since, sink.dedupe_window(streams.myinvois), time.time())
     if warning:
-        console.print(warning, highlight=False, soft_wrap=True)
+        shown.say(warning)
     try:
         if not sink.ping():
             raise SinkError(f"redis at {redact_url(settings.redis.url)} is not answering")
-        progress = Progress(
-            TextColumn(f"backfill {account.name}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[requests]} requests"),
-            TextColumn("{task.fields[notifications]} notifications"),
-            TextColumn("{task.fields[published]} new"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        with progress:
+        with shown:
             # Inside the live display so log lines print above the bar on a terminal.
             configure_logging(settings.log.level, settings.log.format, secrets)
-            task = progress.add_task("backfill", total=cursor.total, requests=0,
-                                     notifications=0, published=0)  # fmt: skip
 
             def update() -> None:
-                progress.update(
-                    task,
-                    completed=cursor.covered(poller.window),
-                    requests=poller.requests,
-                    notifications=poller.notifications,
-                    published=publisher.published,
+                shown.update(
+                    cursor.covered(poller.window),
+                    poller.requests,
+                    poller.notifications,
+                    publisher.published,
                 )
 
             try:
                 walk(poller, publisher, cursor, on_tick=update)
             except KeyboardInterrupt:
                 update()
-                progress.stop()
-                console.print(INTERRUPTED)
+                shown.stop()
+                shown.say(INTERRUPTED)
                 return EXIT_OK
-        console.print(
+        shown.say(
             f"backfill {account.name} {since.isoformat()} .. {until.isoformat()}: "
             f"{cursor.windows} windows, {poller.requests} requests, "
             f"{poller.notifications} notifications, {publisher.published} published, "
-            f"{publisher.duplicates} already on the stream",
-            highlight=False,
+            f"{publisher.duplicates} already on the stream"
         )
         return EXIT_OK
     finally:

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from daemon.errors import ConfigError, RedisCommandError, SinkError
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.metrics_groups import ConsumerGroupCollector
+from daemon.metrics_process import register_process_metrics
 from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
@@ -86,6 +87,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     accounts = [("docplanner", a.name) for a in settings.docplanner]
     accounts += [("myinvois", a.name) for a in settings.myinvois]
     metrics = Metrics(registry, accounts)
+    register_process_metrics(registry)  # process_resident_memory_bytes vs. the unit's MemoryMax
     client = connect(settings.redis)
     streams = settings.streams
     sink = RedisSink(

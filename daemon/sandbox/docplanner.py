@@ -54,7 +54,7 @@ class DocPlannerClient:
 class _Account:
     client: DocPlannerClient
     window: SlidingWindow
-    queue: deque[tuple[float, Any]] = field(default_factory=deque)
+    queue: deque[tuple[float, Any, bytes | None]] = field(default_factory=deque)
     handed_out: list[Any] = field(default_factory=list)
     lost: list[Any] = field(default_factory=list)
     expired: list[Any] = field(default_factory=list)
@@ -86,9 +86,13 @@ class DocPlannerSandbox(SandboxServer):
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
+        preencode: bool = False,
     ) -> None:
         super().__init__(clock=clock, latency=latency, host=host, port=port, seed=seed)
         self.requests_per_hour = requests_per_hour
+        # [OAS] pull body shape (seed: docplanner-api-notes.md §1): benchmarks encode each
+        # notification once, when queued, so serving a pull costs almost nothing.
+        self.preencode = preencode
         self.token_ttl = token_ttl
         self.tokens = TokenStore()
         self.factory = NotificationFactory(seed)
@@ -122,8 +126,10 @@ class DocPlannerSandbox(SandboxServer):
     def enqueue_raw(self, client_id: str, notifications: Sequence[Any]) -> None:
         """Queue these exact objects (any JSON values, valid or not), stamped with sandbox now."""
         now = self.clock.now()
+        encoded = [json_body(item) if self.preencode else None for item in notifications]
         with self._lock:
-            self._account(client_id).queue.extend((now, item) for item in notifications)
+            queue = self._account(client_id).queue
+            queue.extend((now, item, raw) for item, raw in zip(notifications, encoded, strict=True))
 
     def queue_length(self, client_id: str) -> int:
         with self._lock:
@@ -174,7 +180,7 @@ class DocPlannerSandbox(SandboxServer):
                 raise ValueError(f"client {client_id!r} has no push_url")
             if notifications is None:
                 self._expire(account, self.clock.now())
-                notifications = [item for _, item in account.queue]
+                notifications = [item for _, item, _ in account.queue]
                 if drain:
                     account.queue.clear()
         return self.pusher.send(client_id, url, token, list(notifications))
@@ -291,6 +297,7 @@ class DocPlannerSandbox(SandboxServer):
                 # stricter than the client (400).
                 errors = {"limit": ["This value should be between 1 and 100."]}
                 return _error(400, "Invalid arguments", headers, errors=errors)
+        popped: list[tuple[float, Any, bytes | None]] = []
         with self._lock:
             self._expire(account, now)
             if kind == "malformed" and not multiple:
@@ -300,7 +307,8 @@ class DocPlannerSandbox(SandboxServer):
                 return _error(404, "No notifications found", headers)
             else:
                 count = min(limit, len(account.queue))
-                items = [account.queue.popleft()[1] for _ in range(count)]
+                popped = [account.queue.popleft() for _ in range(count)]
+                items = [item for _, item, _ in popped]
                 remaining = len(account.queue)
                 if kind == "reset_after":
                     account.lost.extend(items)
@@ -309,11 +317,16 @@ class DocPlannerSandbox(SandboxServer):
                     for bad in self._malformed(1 + self._rng.randrange(2)):
                         items.insert(self._rng.randrange(len(items) + 1), bad)
             account.handed_out.extend(items)
-        # [OAS] PullMultipleNotificationsResponse {notifications, remaining}; single: one object.
-        body = {"notifications": items, "remaining": remaining} if multiple else items[0]
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         content_type = f"{MEDIA_TYPE}; charset=UTF-8"
-        return Response(200, json_body(body), content_type, headers, action=action)
+        encoded = [raw for _, _, raw in popped if raw is not None] if multiple else []
+        if encoded and kind != "malformed" and len(encoded) == len(items):
+            # [OAS] PullMultipleNotificationsResponse: the same bytes, joined pre-encoded.
+            body = b"".join((b'{"notifications":[', b",".join(encoded), b'],"remaining":'))
+            return Response(200, body + b"%d}" % remaining, content_type, headers, action=action)
+        # [OAS] PullMultipleNotificationsResponse {notifications, remaining}; single: one object.
+        document = {"notifications": items, "remaining": remaining} if multiple else items[0]
+        return Response(200, json_body(document), content_type, headers, action=action)
 
     def _malformed(self, count: int) -> list[Any]:
         self._malformed_serial += count

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from daemon.errors import ConfigError
+from daemon.settings.env import Override, apply, blame, env_overrides
 from daemon.settings.model import Settings
 from daemon.settings.redis_url import url_password
 
@@ -48,10 +49,13 @@ def load_settings(
         raise ConfigError(f"{path}: config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if not isinstance(raw, dict):  # pragma: no cover - tomllib always returns a table
+        raise ConfigError(f"{path}: not a TOML table")
+    overrides = env_overrides(raw, environ, path)
     try:
-        settings = Settings(**raw)
+        settings = Settings(**apply(raw, overrides))
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc)}") from None
+        raise ConfigError(_blamed(exc, path, raw, overrides)) from None
     if not secrets:
         if settings.redis.password_file is None:
             return settings
@@ -63,6 +67,19 @@ def load_settings(
             update={"redis": settings.redis.model_copy(update={"password": password})}
         )
     return _resolve_secret_files(settings, path, environ)
+
+
+def _blamed(
+    exc: ValidationError, path: Path, raw: dict[str, Any], overrides: list[Override]
+) -> str:
+    """The first problem, on the environment variable that set it, else on the file."""
+    loc = tuple(exc.errors(include_input=False, include_url=False)[0]["loc"])
+    override, alone = blame(loc, overrides, raw)
+    if override is None:
+        return f"{path}: {_first_error(exc)}"
+    if alone:
+        return f"environment {override.variable}: {_first_error(exc)}"
+    return f"{path} with environment {override.variable}: {_first_error(exc)}"
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -393,8 +393,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment overrides the file (passed as init kwargs); no dotenv, no secrets dir.
-        return (env_settings, init_settings)
+        # Only the init kwargs: load_settings applies the DRAINER_ environment over the file
+        # itself (daemon/settings/env.py), so account entries can be reached and a bad value is
+        # blamed on its variable. No dotenv, no secrets dir, no implicit os.environ.
+        return (init_settings,)
 
     def docplanner_account(self, name: str) -> DocPlannerAccount | None:
         return next((a for a in self.docplanner if a.name == name), None)

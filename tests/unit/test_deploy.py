@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics, StreamLengthCollector, exported_names
 from daemon.metrics_groups import ConsumerGroupCollector, GroupStats, StreamGroups
+from daemon.metrics_process import register_process_metrics
+from daemon.server.stats import HttpMetrics
+from daemon.sink.lease import wrap
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "notification-drainer.json"
@@ -31,6 +34,7 @@ OPS_README = ROOT / "deploy" / "README-ops.md"
 
 # Series that Prometheus itself makes (not the daemon) and that rules may use.
 PROMETHEUS_SERIES = {"up"}
+# process_* series come from the daemon's registry (daemon/metrics_process.py).
 # Functions and aggregations the queries may call; anything else followed by "(" is an error,
 # so a misspelt function is not silently taken for something else.
 PROMQL_CALLS = {
@@ -55,6 +59,11 @@ EXPECTED_ALERTS = {
     "RedisRefusingPublish",
     "ConsumerGroupFallingBehind",
     "UnreadEntriesTrimmed",
+    "RedisDown",
+    "LeaseNotHeld",
+    "LeaseHeldTwice",
+    "DocPlannerPushRejected",
+    "DrainerRestarting",
 }
 
 
@@ -156,6 +165,9 @@ def exported() -> set[str]:
     group = GroupStats("billing", 1, 0, 0, 0.0, False)
     stream = StreamGroups("drainer:{docplanner}", (group,))
     registry.register(ConsumerGroupCollector(lambda: [stream]))
+    register_process_metrics(registry)  # as wiring.build does
+    HttpMetrics(registry).add_listener("main", dict)  # as the server's listener does
+    wrap([], None, {}, 30.0, registry)  # leases = true: drainer_lease_held  # type: ignore[arg-type]
     return exported_names(registry)
 
 
@@ -232,6 +244,10 @@ def test_dashboard_shows_every_operational_metric() -> None:
         "drainer_consumer_group_lag",
         "drainer_consumer_group_pending",
         "drainer_consumer_group_oldest_pending_age_seconds",
+        "drainer_redis_up",
+        "drainer_http_responses_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
     } <= used
 
 
@@ -279,20 +295,20 @@ def test_alert_rules_have_severity_summary_and_runbook() -> None:
         assert rule["annotations"]["runbook"].strip(), rule["alert"]
 
 
-def test_downstream_alerts_link_to_their_runbook_section() -> None:
-    """Each consumer-group alert's runbook_url is an anchor of a heading in README-ops.md."""
+def test_every_alert_links_to_its_runbook_section() -> None:
+    """Each alert's runbook_url is deploy/README-ops.md#<its name>, a heading that exists."""
     text = OPS_README.read_text(encoding="utf-8")
     anchors = {line.lstrip("#").strip().lower() for line in text.splitlines() if line[:3] == "###"}
     for rule in load_rules():
-        if rule["alert"] in {"ConsumerGroupFallingBehind", "UnreadEntriesTrimmed"}:
-            path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
-            assert path == "deploy/README-ops.md" and anchor in anchors, rule["alert"]
+        path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert path == "deploy/README-ops.md", rule["alert"]
+        assert anchor == rule["alert"].lower() and anchor in anchors, rule["alert"]
 
 
-def test_ops_readme_has_a_runbook_line_per_alert() -> None:
-    """deploy/README-ops.md names every alert, so a page leads to its runbook."""
+def test_ops_readme_has_a_runbook_section_per_alert() -> None:
+    """deploy/README-ops.md has a `### <alert>` section for every alert, so a page leads to it."""
     text = OPS_README.read_text(encoding="utf-8")
-    assert {a for a in EXPECTED_ALERTS if f"`{a}`" not in text} == set()
+    assert {a for a in EXPECTED_ALERTS if f"\n### {a}\n" not in text} == set()
 
 
 def test_unit_is_notify_with_watchdog_credentials_and_state_dir() -> None:

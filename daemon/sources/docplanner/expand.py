@@ -14,13 +14,15 @@ from datetime import UTC, datetime
 import structlog
 
 from daemon.envelope import (
+    InexactJsonError,
     Invalid,
+    PullBatch,
     StreamEntry,
-    check_docplanner,
     deadletter_entry,
+    docplanner_created,
     docplanner_entry,
     parse_pull_body,
-    parse_time,
+    rfc3339,
     to_raw,
 )
 from daemon.metrics import Metrics
@@ -36,29 +38,38 @@ def build_entries(
     items: list[object],
     received_at: datetime,
     delivery: str,
+    *,
+    finite: bool = False,
 ) -> tuple[list[StreamEntry], dict[str, int], list[datetime]]:
     """Valid items -> stream entries, invalid ones -> dead-letter entries, order kept.
 
     Returns the entries, the dead-letter count per reason and the ``created_at`` times.
+    ``finite``: orjson parsed the items; raises :class:`InexactJsonError` when one holds a
+    number orjson and ``json`` may read or write differently (parse again with ``json``).
     """
     entries: list[StreamEntry] = []
     reasons: dict[str, int] = {}
     created: list[datetime] = []
+    received = rfc3339(received_at)  # once per batch, not per item
     for position, item in enumerate(items):
-        problem = check_docplanner(item)
-        if problem is None:
+        checked = docplanner_created(item)  # the problem, or created_at parsed once
+        problem = checked if isinstance(checked, str) else None
+        if not isinstance(checked, str):
             assert isinstance(item, dict)
+            moment = checked
             try:
-                entries.append(docplanner_entry(stream, account, item, received_at, delivery))
+                entries.append(
+                    docplanner_entry(
+                        stream, account, item, received, delivery, occurred=moment, finite=finite
+                    )
+                )
             except ValueError as exc:
                 problem = str(exc)
             else:
-                moment = parse_time(item["created_at"])
-                if moment is not None:
-                    created.append(moment)
+                created.append(moment)
         if problem is not None:
             try:
-                raw = to_raw(item)
+                raw = to_raw(item, finite=finite)
             except (ValueError, RecursionError):
                 raw = b"<item nested too deeply to re-encode>"
             invalid = Invalid("invalid_notification", problem, raw)
@@ -96,6 +107,12 @@ class PullExpander:
     def __call__(self, raw: RawBatch) -> list[StreamEntry]:
         received_at = datetime.fromtimestamp(raw.received_at, tz=UTC)
         parsed = parse_pull_body(raw.body)
+        built = None
+        if isinstance(parsed, PullBatch):
+            try:
+                built = self._build(parsed, received_at, raw.delivery)
+            except InexactJsonError:  # rare: a number or nesting orjson may not render alike
+                parsed = parse_pull_body(raw.body, exact=True)
         if isinstance(parsed, Invalid):
             # Popped upstream already: the raw body is the only copy left. Dead-letter it whole.
             self.metrics.deadletter.labels(**self._labels, reason=parsed.reason).inc()
@@ -110,14 +127,7 @@ class PullExpander:
                     self.deadletter_stream, "docplanner", self.account, parsed, received_at
                 )
             ]
-        entries, reasons, created = build_entries(
-            self.account,
-            self.stream,
-            self.deadletter_stream,
-            parsed.items,
-            received_at,
-            raw.delivery,
-        )
+        entries, reasons, created = built or self._build(parsed, received_at, raw.delivery)
         for reason, count in reasons.items():
             self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
         self.metrics.events_received.labels(**self._labels).inc(len(created))
@@ -127,3 +137,16 @@ class PullExpander:
             self.account, raw.received_at, parsed.remaining, newest
         )
         return entries
+
+    def _build(
+        self, parsed: PullBatch, received_at: datetime, delivery: str
+    ) -> tuple[list[StreamEntry], dict[str, int], list[datetime]]:
+        return build_entries(
+            self.account,
+            self.stream,
+            self.deadletter_stream,
+            parsed.items,
+            received_at,
+            delivery,
+            finite=parsed.finite,
+        )

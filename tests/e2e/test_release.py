@@ -1,0 +1,62 @@
+"""The release artifact: a versioned wheel carrying the operations files, and `drainer share`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from daemon import __version__
+from daemon.commands.share import SHARED
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def drainer(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_share_lists_and_prints_the_operations_files() -> None:
+    """`drainer share --list` names every file; `drainer share NAME` prints it; a typo exits 2."""
+    listed = drainer("share", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == list(SHARED)
+    unit = drainer("share", "notification-drainer.service")
+    assert unit.returncode == 0 and "Type=notify" in unit.stdout
+    unknown = drainer("share", "alerts.yaml")
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines() == [
+        "drainer share: no file named 'alerts.yaml' (drainer share --list)"
+    ]
+
+
+@pytest.mark.slow
+def test_wheel_is_versioned_and_carries_the_operations_files(tmp_path: Path) -> None:
+    """`pip wheel .` gives notification_drainer-<version>: the files' contents, not links."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.name == f"notification_drainer-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for name in SHARED:
+            packaged = archive.read(f"daemon/share/{name}").decode()
+            assert packaged == (ROOT / "daemon" / "share" / name).read_text(encoding="utf-8")
+        metadata = archive.read(f"notification_drainer-{__version__}.dist-info/METADATA").decode()
+    assert "daemon/cli.py" in names
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: rich")]
+    assert requires == ['Requires-Dist: rich>=13.0; extra == "ui"'], requires

@@ -1,0 +1,43 @@
+"""Operator signals: process metrics and Redis reachability at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from daemon.errors import SinkError
+from daemon.metrics import StreamLengthCollector
+from daemon.metrics_process import register_process_metrics
+
+
+def test_process_metrics_are_on_the_injected_registry() -> None:
+    """RSS, start time and python_info are exported by the daemon's own registry."""
+    registry = CollectorRegistry()
+    register_process_metrics(registry)
+    assert (registry.get_sample_value("process_resident_memory_bytes") or 0) > 1 << 20
+    assert (registry.get_sample_value("process_start_time_seconds") or 0) > 1.6e9
+    assert registry.get_sample_value("python_info", _python_labels(registry)) == 1
+
+
+def _python_labels(registry: CollectorRegistry) -> dict[str, str]:
+    (family,) = [f for f in registry.collect() if f.name == "python_info"]
+    return family.samples[0].labels
+
+
+def test_redis_up_is_1_when_xlen_answers_and_0_when_it_does_not() -> None:
+    """drainer_redis_up follows the scrape-time XLEN; the scrape never fails on a Redis error."""
+    answering = [True]
+
+    def lengths() -> list[tuple[str, int]]:
+        if not answering[0]:
+            raise SinkError("redis is not answering")
+        return [("drainer:{docplanner}", 3)]
+
+    registry = CollectorRegistry()
+    registry.register(StreamLengthCollector(lengths))
+    assert registry.get_sample_value("drainer_redis_up") == 1
+    answering[0] = False
+    assert registry.get_sample_value("drainer_redis_up") == 0
+    assert (
+        registry.get_sample_value("drainer_stream_length", {"stream": "drainer:{docplanner}"})
+        is None
+    )

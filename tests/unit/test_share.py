@@ -1,0 +1,49 @@
+"""The operations files ride in the package (``daemon/share``) and match the repository's."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from daemon import __version__
+from daemon.commands.share import SHARED, shared_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = {
+    "notification-drainer.service": "deploy/systemd/notification-drainer.service",
+    "drainer.example.toml": "config/drainer.example.toml",
+    "notification-drainer.json": "deploy/grafana/notification-drainer.json",
+    "alerts.yml": "deploy/prometheus/alerts.yml",
+    "alerts.test.yml": "deploy/prometheus/alerts.test.yml",
+}
+
+
+def test_every_shared_file_reads_as_the_repository_file() -> None:
+    """Each file `drainer share` offers is package data with the content of its deploy/ file."""
+    assert set(SHARED) == set(SOURCES)
+    for name, source in SOURCES.items():
+        packaged = shared_file(name).read_text(encoding="utf-8")
+        assert packaged == (ROOT / source).read_text(encoding="utf-8"), name
+
+
+def test_share_directory_holds_only_links_to_the_repository_files() -> None:
+    """daemon/share has one relative link per shared file (one copy of each file, in deploy/)."""
+    share = ROOT / "daemon" / "share"
+    assert {p.name for p in share.iterdir()} == set(SOURCES)
+    for name, source in SOURCES.items():
+        link = share / name
+        assert link.is_symlink() and not Path(link.readlink()).is_absolute(), name
+        assert link.resolve() == (ROOT / source).resolve(), name
+
+
+def test_pyproject_ships_share_as_package_data_and_version_is_0_2_0() -> None:
+    """setuptools puts daemon/share/* in the wheel; the installed version is the pyproject one."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["tool"]["setuptools"]["package-data"]["daemon"] == ["share/*"]
+    assert pyproject["project"]["version"] == __version__ == "0.2.0"
+
+
+def test_changelog_has_an_entry_for_this_version() -> None:
+    """CHANGELOG.md (Keep a Changelog) has a dated section for the current version."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"\n## [{__version__}] - " in text
