@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench_myinvois",
     "bench_push",
     "bench_rss",
+    "bench_durable",
 )
 
 

@@ -11,12 +11,20 @@
     │       └── PageSizeRefusedError  the 400 names ``pageSize``: ask for smaller pages
     ├── SpoolError             the local write-ahead spool cannot be written
     │   └── SpoolFullError     ``spool.max_bytes`` reached: pause intake
-    ├── SinkError              Redis did not accept a publish (connection, timeout, OOM)
+    ├── SinkError              Redis did not accept a publish (connection, timeout, OOM,
+    │   │                      READONLY/LOADING/MOVED/CLUSTERDOWN while a failover runs)
+    │   └── DurabilityError    written, but fewer replicas (or AOF fsyncs) acknowledged
+    │                          than ``redis.durability`` asks for: the record stays spooled
+    ├── RedisCommandError      Redis refused a command for good (WRONGTYPE on our key, a
+    │                          script error, NOPERM): an operator must act; the record stays
+    │                          spooled, the publisher logs it with a traceback and retries slowly
     ├── ListenError            an HTTP listen address cannot be bound -> exit code 1
     └── InvariantError         a broken internal invariant: exit 1 so systemd restarts us
 
 Expected transient errors (TransientError, RateLimitedError, SpoolFullError, SinkError)
 are caught narrowly by the worker loops, counted and retried with backoff.
+RedisCommandError does not end the run: exiting would stop DocPlanner pulling too, and
+an unpulled queue expires upstream after 72 h.
 """
 
 from __future__ import annotations
@@ -76,6 +84,14 @@ class SpoolFullError(SpoolError):
 
 class SinkError(DrainerError):
     """Redis did not accept a publish."""
+
+
+class DurabilityError(SinkError):
+    """The entries were written but not acknowledged by enough replicas (or AOF) in time."""
+
+
+class RedisCommandError(DrainerError):
+    """Redis refused a command in a way retrying will not fix; an operator has to act."""
 
 
 class ListenError(DrainerError):

@@ -102,6 +102,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.redis_durability_timeouts = Counter(
+            "drainer_redis_durability_timeouts_total",
+            "Publish calls whose entries too few replicas (or AOF fsyncs) acknowledged in time;"
+            " the records stay spooled and are republished.",
+            labels,
+            registry=registry,
+        )
+        self.redis_command_errors = Counter(
+            "drainer_redis_command_errors_total",
+            "Publish calls Redis refused for good (WRONGTYPE, script error): an operator must act.",
+            labels,
+            registry=registry,
+        )
         self.spool_pending = Gauge(
             "drainer_spool_pending_events",
             "Events in the local spool not yet published to Redis.",
@@ -182,6 +195,8 @@ class Metrics:
             self.events_duplicate,
             self.rate_limited,
             self.redis_publish_duration,
+            self.redis_durability_timeouts,
+            self.redis_command_errors,
             self.spool_pending,
             self.spool_bytes,
             self.last_success,

@@ -4,8 +4,13 @@ The one path to Redis for every source: DocPlanner pulls and pushes, and MyInvoi
 Runs in its own thread beside the account's intake worker, so publishing batch N overlaps
 the pull of batch N+1 while the per-account order stays the spool's order. A record is
 marked published only after Redis accepted all of it (and, for a MyInvois window, after
-the account's watermark was advanced to the one the record carries); Redis trouble leaves
-it pending and the publisher retries with backoff (intake keeps spooling meanwhile).
+the account's watermark was advanced to the one the record carries) and, as
+``[redis] durability`` asks, the replicas (or the AOF) acknowledged the writes: the
+watermark is written in the same pipeline, before the WAIT, so the wait covers it. Redis
+trouble, a failover or a wait that times out leaves the record pending and the publisher
+retries with backoff (intake keeps spooling meanwhile). A command Redis refuses for good
+(WRONGTYPE on our key) is logged with its traceback, counted and named in /readyz at once;
+the record stays spooled until an operator fixes the key.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from datetime import UTC, datetime
 import structlog
 
 from daemon.envelope import StreamEntry
-from daemon.errors import InvariantError, SinkError
+from daemon.errors import DurabilityError, InvariantError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
-from daemon.sink import RedisSink
+from daemon.sink import RedisSink, WatermarkUpdate
 from daemon.spool import RawBatch, Record, SpoolLog
 from daemon.worker import Backoff, Health
 
@@ -30,6 +35,7 @@ Expand = Callable[[RawBatch], list[StreamEntry]]
 
 IDLE_WAIT = 1.0
 MAX_EVENTS_PER_CALL = 1000
+DURABILITY_GRACE = 30.0  # unacknowledged writes this long make /readyz name the publisher
 
 
 class Publisher:
@@ -67,6 +73,7 @@ class Publisher:
         self.health = Health(source, account, "publisher")
         self.wake = threading.Event()
         self._backoff = Backoff(base=0.25, cap=10.0)
+        self._refused = Backoff(base=5.0, cap=60.0)  # RedisCommandError: slow, loud retries
         self._labels = {"source": source, "account": account}
         self.update_gauges()
 
@@ -80,13 +87,27 @@ class Publisher:
         watermark = next((r.watermark for r in reversed(records) if r.watermark is not None), None)
         started = time.perf_counter()
         try:
-            result = self.sink.publish(entries)
-            if watermark is not None:
-                self._advance_watermark(watermark)
+            result = self.sink.publish(entries, self._watermark_update(watermark))
         except SinkError as exc:
             self.health.failed(str(exc), now)
+            if isinstance(exc, DurabilityError):
+                self.metrics.redis_durability_timeouts.labels(**self._labels).inc()
+                since = self.health.failing_since
+                if since is not None and now - since >= DURABILITY_GRACE:
+                    self.health.detail["not_ready"] = f"for {now - since:.0f}s: {exc}"
             self.update_gauges()
             return self._backoff.next()
+        except RedisCommandError as exc:
+            log.exception(f"{self.source}.publish_refused", account=self.account, error=str(exc))
+            self.metrics.redis_command_errors.labels(**self._labels).inc()
+            self.health.failed(str(exc), now)
+            self.health.detail["not_ready"] = str(exc)
+            self.update_gauges()
+            return self._refused.next()
+        self.health.detail.pop("not_ready", None)
+        self._refused.reset()
+        if watermark is not None:
+            self.metrics.myinvois_watermark.labels(**self._labels).set(watermark)
         self.metrics.redis_publish_duration.labels(**self._labels).observe(
             time.perf_counter() - started
         )
@@ -118,12 +139,13 @@ class Publisher:
         )
         return 0.0 if self.spool.pending_records else IDLE_WAIT
 
-    def _advance_watermark(self, watermark: float) -> None:
+    def _watermark_update(self, watermark: float | None) -> WatermarkUpdate | None:
+        if watermark is None:
+            return None
         if self.watermark_stream is None:
             raise InvariantError(f"{self.name}: a watermark record without a watermark stream")
         moment = datetime.fromtimestamp(watermark, tz=UTC)
-        self.sink.advance_watermark(self.watermark_stream, self.account, moment)
-        self.metrics.myinvois_watermark.labels(**self._labels).set(watermark)
+        return WatermarkUpdate(self.watermark_stream, self.account, moment)
 
     def read_watermark(self) -> datetime | None:
         """The account's stored watermark (MyInvois); SinkError when Redis is not answering."""

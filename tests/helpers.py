@@ -173,3 +173,19 @@ def _text(value: bytes | str) -> str:
 
 def payloads(entries: list[dict[str, str]], account: str | None = None) -> list[Any]:
     return [json.loads(e["payload"]) for e in entries if account is None or e["account"] == account]
+
+
+def online_replicas(port: int) -> int:
+    """Replicas the master on ``port`` reports online (0 while it does not answer)."""
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        info = client.info("replication")
+    except redis.RedisError:
+        return 0
+    finally:
+        client.close()
+    return sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )

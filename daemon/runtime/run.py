@@ -20,7 +20,7 @@ import structlog
 from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
 from daemon.runtime.signals import SignalFlag
 from daemon.runtime.systemd import Notifier
-from daemon.runtime.wiring import Parts
+from daemon.runtime.wiring import Parts, detect_durability
 from daemon.server.listener import HttpFront
 from daemon.sink import lease
 from daemon.worker import Worker, drive
@@ -53,6 +53,7 @@ class Runtime:
         self.server = HttpFront(
             settings.server, parts.registry, self.alive, self.readiness, parts.push
         )
+        detect_durability(parts.sink)  # once the listeners are bound: a busy port is one line
 
     # --- health --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import structlog
 from prometheus_client import CollectorRegistry
 
+from daemon.errors import ConfigError, RedisCommandError, SinkError
 from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.metrics_groups import ConsumerGroupCollector
 from daemon.metrics_process import register_process_metrics
@@ -28,6 +29,7 @@ from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
+from daemon.sink.durability import Policy
 from daemon.sink.groups import read_groups
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
@@ -70,6 +72,16 @@ class Parts:
     accepting: threading.Event = field(default_factory=threading.Event)
 
 
+def detect_durability(sink: RedisSink) -> None:
+    """Say at start what durability is in force; decided at the first publish if Redis is down."""
+    try:
+        sink.detect()
+    except SinkError as exc:
+        log.warning("redis.durability_pending", reason=str(exc))
+    except RedisCommandError as exc:  # e.g. durability = "aof" on a server without WAITAOF
+        raise ConfigError(str(exc)) from None
+
+
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> Parts:
     registry = registry or CollectorRegistry()
     accounts = [("docplanner", a.name) for a in settings.docplanner]
@@ -83,6 +95,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
         settings.redis.dedupe_window,
         settings.redis.publish_maxlen,
         {streams.myinvois: settings.redis.dedupe_window_myinvois},
+        Policy.from_settings(settings.redis),
     )
     all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
     registry.register(StreamLengthCollector(lambda: sink.stream_lengths(all_streams)))

@@ -73,6 +73,10 @@ class RedisSettings(_Section):
         "consumer_groups_capped"
     )
     retention_age: Duration = 7 * 86400.0
+    # Durable publish (daemon.sink.durability): WAIT/WAITAOF before a record is released.
+    durability: Literal["auto", "none", "replicas", "aof"] = "auto"
+    wait_replicas: int | str = "auto"  # "auto" or 0..16
+    wait_timeout: Duration = 1.0
     group_metrics_limit: int = Field(default=20, ge=0)  # groups exported per stream
     # The Redis password kept out of the config: a relative name is read from
     # $CREDENTIALS_DIRECTORY. ``password`` holds what load_settings read; it is not a key.
@@ -160,6 +164,23 @@ class RedisSettings(_Section):
                 'stream_maxlen must be 0 or unset unless retention = "maxlen" or'
                 ' "consumer_groups_capped"'
             )
+        return value
+
+    @field_validator("wait_replicas")
+    @classmethod
+    def _wait_replicas(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.isdigit():  # DRAINER_REDIS__WAIT_REPLICAS=2
+            value = int(value)
+        if value != "auto" and (isinstance(value, str) or not 0 <= value <= 16):
+            raise ValueError('must be "auto" or a number of replicas from 0 to 16')
+        return value
+
+    @field_validator("wait_timeout")
+    @classmethod
+    def _wait_timeout(cls, value: float) -> float:
+        # WAIT 0 blocks forever; past the 5 s socket timeout the client gives up first.
+        if not 0.01 <= value <= 4.0:
+            raise ValueError("must be between 10ms and 4s (below the 5s Redis socket timeout)")
         return value
 
     @field_validator("retention_age")

@@ -2,6 +2,9 @@
 
 - :mod:`.connect`: the client the ``[redis]`` settings ask for (one node, Sentinel, Cluster);
 - :mod:`.publish`: atomic de-duplicated ``XADD`` and the MyInvois watermarks;
+- :mod:`.durability`: the ``WAIT``/``WAITAOF`` a publish needs before it is released;
+- :mod:`.failures`: which Redis errors are retried and which need an operator;
+- :mod:`.scripts`: the Lua publish and watermark scripts;
 - :mod:`.lease`: per-account leases for two daemons on one config;
 - :mod:`.retention`: MINID / consumer-group trimming.
 """
@@ -10,8 +13,16 @@ from daemon.sink.publish import (
     TRANSIENT_REDIS_ERRORS,
     PublishResult,
     RedisSink,
+    WatermarkUpdate,
     connect,
     related_key,
 )
 
-__all__ = ["TRANSIENT_REDIS_ERRORS", "PublishResult", "RedisSink", "connect", "related_key"]
+__all__ = [
+    "TRANSIENT_REDIS_ERRORS",
+    "PublishResult",
+    "RedisSink",
+    "WatermarkUpdate",
+    "connect",
+    "related_key",
+]

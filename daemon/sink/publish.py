@@ -1,61 +1,54 @@
 """The Redis sink: idempotent, atomic publishing of stream entries (SPEC §2, §3).
 
-One Lua call per run of entries for the same stream: for each entry, ``SET seen-key NX PX
-window`` and, only if it was not seen, ``XADD`` (with an approximate MAXLEN trim). The seen
+One Lua call per run of entries for the same stream: for each entry whose seen key does not
+exist, ``XADD`` (with an approximate MAXLEN trim) and then ``SET seen-key PX window``. The seen
 key and the stream share a hash slot (see :func:`related_key`), so this works on Redis
 Cluster; the script is atomic, so a crash can never leave a seen key without its entry.
 Works on Redis 6.2+ (``XADD ... MAXLEN ~``, ``SET ... NX PX``).
+
+Durable publish (:mod:`.durability`): the script calls of one publish (and the MyInvois
+watermark) go to each master in ONE non-transactional pipeline that ends with ``WAIT`` (or
+``WAITAOF``), so the wait covers exactly this connection's writes; on a cluster, one
+pipeline per shard. A run whose entries were all seen before still writes a marker key, so
+a retry on a fresh connection waits for the earlier attempt's entries too (a connection
+that wrote nothing gets an immediate, meaningless WAIT reply). Fewer acknowledgements
+than asked raise :class:`DurabilityError`: the record stays spooled and is republished;
+the event ids keep that exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import cast
 
 import redis
+from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 
 from daemon.envelope import StreamEntry
-from daemon.errors import SinkError
+from daemon.errors import DurabilityError, SinkError
 from daemon.settings import RedisSettings
-from daemon.sink.connect import RedisClient
+from daemon.sink.connect import RedisClient, describe
 from daemon.sink.connect import connect as build_client
+from daemon.sink.durability import (
+    NO_WAIT,
+    NodeFacts,
+    Policy,
+    Topology,
+    Wait,
+    announce,
+    node_facts,
+    resolve,
+)
+from daemon.sink.failures import translate
+from daemon.sink.scripts import PUBLISH_SCRIPT, WATERMARK_SCRIPT
 
-PUBLISH_SCRIPT = """
-local window = ARGV[1]
-local maxlen = tonumber(ARGV[2])
-local pos = 3
-local flags = {}
-for i = 2, #KEYS do
-  local n = tonumber(ARGV[pos])
-  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', window) then
-    local args = {'XADD', KEYS[1]}
-    if maxlen > 0 then
-      table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, maxlen)
-    end
-    table.insert(args, '*')
-    for j = pos + 1, pos + n do table.insert(args, ARGV[j]) end
-    redis.call(unpack(args))
-    flags[#flags + 1] = 1
-  else
-    flags[#flags + 1] = 0
-  end
-  pos = pos + n + 1
-end
-return flags
-"""
-
-WATERMARK_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if (not current) or tonumber(current) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return redis.call('GET', KEYS[1])
-"""
-
-# Redis errors that mean "try again later": connection trouble, timeouts, a busy or
-# read-only replica after failover, out of memory.
+# Redis errors the lease and retention workers retry (publishing classifies them more
+# narrowly: see daemon.sink.failures).
 TRANSIENT_REDIS_ERRORS = (
     redis.ConnectionError,
     redis.TimeoutError,
@@ -95,11 +88,24 @@ def connect(target: RedisSettings | str, timeout: float = 5.0) -> RedisClient:
     return build_client(settings, timeout)
 
 
+@dataclass(frozen=True, slots=True)
+class WatermarkUpdate:
+    """Move ``account``'s watermark (beside ``stream``) to ``moment``, never back."""
+
+    stream: str
+    account: str
+    moment: datetime
+
+
+Node = tuple[str, redis.Redis]  # (name, client of that one master)
+
+
 class RedisSink:
-    """Publishes entries exactly once per de-duplication window.
+    """Publishes entries exactly once per de-duplication window, durably as configured.
 
     ``dedupe_window`` is the default; ``windows`` maps a stream to its own window (the
     MyInvois stream keeps its seen-keys ``dedupe_window_myinvois``, 35 days by default).
+    ``durability`` is what a publish waits for (:mod:`.durability`); None = no wait.
     """
 
     def __init__(
@@ -108,46 +114,141 @@ class RedisSink:
         dedupe_window: float,
         stream_maxlen: int,
         windows: Mapping[str, float] | None = None,
+        durability: Policy | None = None,
     ) -> None:
         self.client = client
-        self._window_ms = max(1, int(dedupe_window * 1000))
         self._windows_ms = {stream: max(1, int(w * 1000)) for stream, w in (windows or {}).items()}
+        self.policy = durability or Policy()
+        self.topology = cast(Topology, describe(client))
+        self._window_ms = max(1, int(dedupe_window * 1000))
         self._maxlen = stream_maxlen
         self._publish: Script = client.register_script(PUBLISH_SCRIPT)
         self._watermark: Script = client.register_script(WATERMARK_SCRIPT)
+        self._waits: dict[str, Wait] = {}  # per master, decided when first seen
+        self._replicated = False  # a master had replicas: later-promoted ones keep the wait
+        self._refresh_slots = False
+        self._warned = False  # the "no replica wait" warning is logged once
 
-    def publish(self, entries: Sequence[StreamEntry]) -> PublishResult:
-        """Publish in order; one atomic script call per run of same-stream entries."""
+    # --- durability ----------------------------------------------------------------------
+
+    def detect(self) -> list[tuple[str, Wait, NodeFacts | None]]:
+        """Decide (once per master) and return the wait in force for every master."""
+        try:
+            masters = self._masters()
+            return [(name, *self._wait_for(name, node)) for name, node in masters]
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise translate(exc, "durability detection") from exc
+
+    def _wait_for(self, name: str, node: redis.Redis) -> tuple[Wait, NodeFacts | None]:
+        wait = self._waits.get(name)
+        if wait is not None:
+            return wait, None
+        facts = None
+        if self.policy.mode == "none":
+            wait = NO_WAIT
+        else:
+            facts = node_facts(node)
+            wait = resolve(self.policy, self.topology, facts)
+            if not wait.active and self._replicated and self.policy.mode == "auto":
+                wait = resolve(self.policy, self.topology, replace(facts, connected_replicas=1))
+        self._replicated = self._replicated or wait.replicas > 0
+        self._waits[name] = wait
+        warned = announce(name, self.topology, self.policy, wait, facts, not self._warned)
+        self._warned = self._warned or warned
+        return wait, facts
+
+    def _masters(self) -> list[Node]:
+        if isinstance(self.client, RedisCluster):
+            return [
+                (n.name, self.client.get_redis_connection(n))
+                for n in self.client.get_primaries()  # type: ignore[no-untyped-call]
+            ]
+        return [("", self.client)]
+
+    def _node_for(self, key: str) -> Node:
+        if isinstance(self.client, RedisCluster):
+            node = self.client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            return node.name, self.client.get_redis_connection(node)
+        return "", self.client
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def publish(
+        self, entries: Sequence[StreamEntry], watermark: WatermarkUpdate | None = None
+    ) -> PublishResult:
+        """Publish in order, then the watermark; return once durable as configured.
+
+        Raises SinkError (retry later; DurabilityError when too few acknowledged) or
+        RedisCommandError (retrying will not help).
+        """
         published: dict[str, int] = {}
         duplicates: dict[str, int] = {}
         try:
+            if self._refresh_slots and isinstance(self.client, RedisCluster):
+                self.client.nodes_manager.initialize()
+            self._refresh_slots = False
+            plan: dict[str, tuple[redis.Redis, list[tuple[str, list[StreamEntry]]]]] = {}
             for stream, run in _runs(entries):
-                keys = [stream, *(related_key(stream, f"seen:{e.event_id}") for e in run)]
-                window = self._windows_ms.get(stream, self._window_ms)
-                args: list[str | int] = [window, self._maxlen]
-                for entry in run:
-                    args.append(len(entry.fields) * 2)
-                    for field, value in entry.fields.items():
-                        args.extend((field, value))
-                flags = self._publish(keys=keys, args=args)
-                added = sum(int(flag) for flag in flags)
-                published[stream] = published.get(stream, 0) + added
-                duplicates[stream] = duplicates.get(stream, 0) + len(run) - added
-        except TRANSIENT_REDIS_ERRORS as exc:
-            raise SinkError(f"redis publish failed: {type(exc).__name__}: {exc}") from None
+                name, node = self._node_for(stream)
+                plan.setdefault(name, (node, []))[1].append((stream, run))
+            mark: tuple[str, str] | None = None
+            if watermark is not None:
+                key = related_key(watermark.stream, f"watermark:{watermark.account}")
+                name, node = self._node_for(key)
+                plan.setdefault(name, (node, []))
+                mark = (name, key)
+            for name, (node, runs) in plan.items():
+                wait, _ = self._wait_for(name, node)
+                pipe = node.pipeline(transaction=False)
+                for stream, run in runs:
+                    self._queue_run(pipe, stream, run, wait.active)
+                if mark is not None and mark[0] == name and watermark is not None:
+                    moment = f"{watermark.moment.timestamp():.6f}"
+                    self._watermark(keys=[mark[1]], args=[moment], client=pipe)
+                checks = wait.commands()
+                for command in checks:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+                replies = pipe.execute()
+                for (stream, run), flags in zip(runs, replies, strict=False):
+                    added = sum(int(flag) for flag in flags)
+                    published[stream] = published.get(stream, 0) + added
+                    duplicates[stream] = duplicates.get(stream, 0) + len(run) - added
+                shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
+                if shortfall is not None:
+                    raise DurabilityError(f"redis entries not durable in time: {shortfall}")
+        except (redis.RedisError, RedisClusterException) as exc:
+            self._refresh_slots = True
+            if isinstance(exc, redis.ReadOnlyError) and isinstance(self.client, redis.Redis):
+                # A plain url (DNS name, VIP) still pointing at a demoted master: reconnect.
+                self.client.connection_pool.disconnect()
+            raise translate(exc, "publish") from exc
         return PublishResult(
             sum(published.values()), sum(duplicates.values()), published, duplicates
         )
 
-    def dedupe_window(self, stream: str) -> float:
-        """Seconds a published event_id of ``stream`` is remembered."""
-        return self._windows_ms.get(stream, self._window_ms) / 1000
+    def _queue_run(self, pipe: Pipeline, stream: str, run: list[StreamEntry], force: bool) -> None:
+        keys = [
+            stream,
+            related_key(stream, "durable"),
+            *(related_key(stream, f"seen:{e.event_id}") for e in run),
+        ]
+        window = self._windows_ms.get(stream, self._window_ms)
+        args: list[str | int] = [window, self._maxlen, 1 if force else 0]
+        for entry in run:
+            args.append(len(entry.fields) * 2)
+            for field, value in entry.fields.items():
+                args.extend((field, value))
+        self._publish(keys=keys, args=args, client=pipe)
 
     def ping(self) -> bool:
         try:
             return bool(self.client.ping())
         except TRANSIENT_REDIS_ERRORS:
             return False
+
+    def dedupe_window(self, stream: str) -> float:
+        """Seconds a published event_id of ``stream`` is remembered."""
+        return self._windows_ms.get(stream, self._window_ms) / 1000
 
     def stream_lengths(self, streams: Iterable[str]) -> list[tuple[str, int]]:
         try:
@@ -167,12 +268,8 @@ class RedisSink:
         return datetime.fromtimestamp(float(raw), tz=UTC)
 
     def advance_watermark(self, stream: str, account: str, moment: datetime) -> None:
-        """Move the watermark forward only (never back), atomically."""
-        key = related_key(stream, f"watermark:{account}")
-        try:
-            self._watermark(keys=[key], args=[f"{moment.timestamp():.6f}"])
-        except TRANSIENT_REDIS_ERRORS as exc:
-            raise SinkError(f"redis write failed: {type(exc).__name__}: {exc}") from None
+        """Move the watermark forward only (never back), atomically and durably."""
+        self.publish([], WatermarkUpdate(stream, account, moment))
 
 
 def _runs(entries: Sequence[StreamEntry]) -> Iterable[tuple[str, list[StreamEntry]]]:

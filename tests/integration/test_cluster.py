@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,6 @@ def test_publish_script_routes_by_key_and_dedupes_on_cluster(client: RedisCluste
 
 def test_watermark_and_lease_work_on_cluster(client: RedisCluster) -> None:
     """Watermark GET/Lua and the lease SET NX / compare-and-pexpire route by key on a cluster."""
-    from datetime import UTC, datetime
 
     sink = RedisSink(client, dedupe_window=60, stream_maxlen=0)
     moment = datetime(2026, 11, 1, tzinfo=UTC)
@@ -208,3 +208,24 @@ def test_docplanner_drain_on_cluster_is_exactly_once(tmp_path: Path, cluster: li
     for name in "ab":
         payloads = [json.loads(e["payload"]) for e in entries if e["account"] == name]
         assert payloads == handed[name] and len(payloads) == 1500
+
+
+def test_durability_waits_per_shard_on_cluster(client: RedisCluster) -> None:
+    """Each shard's writes end with their own WAIT: shards without replicas fail a forced wait."""
+    from daemon.errors import DurabilityError
+    from daemon.sink import WatermarkUpdate
+    from daemon.sink.durability import NO_WAIT, Policy
+
+    streams = ["drainer:{docplanner}", "drainer:{deadletter}"]
+    batch = [
+        StreamEntry(s, f"{s}-d{i}", {"event_id": f"{s}-d{i}"}) for i in range(3) for s in streams
+    ]
+    mark = WatermarkUpdate("drainer:{myinvois}", "acme", datetime(2026, 11, 2, tzinfo=UTC))
+    auto = RedisSink(client, dedupe_window=60, stream_maxlen=0, durability=Policy("auto"))
+    assert {wait for _, wait, _ in auto.detect()} == {NO_WAIT}  # one per shard, none replicated
+    assert auto.publish(batch, mark).published == 6
+    assert auto.get_watermark("drainer:{myinvois}", "acme") == mark.moment
+    forced = RedisSink(client, 60, 0, durability=Policy("replicas", 1, 0.05))
+    assert len(forced.detect()) == 3
+    with pytest.raises(DurabilityError, match="0/1"):
+        forced.publish(batch, mark)

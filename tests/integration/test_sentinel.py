@@ -17,16 +17,25 @@ from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSentinelSettings, RedisSettings
 from daemon.sink import RedisSink
 from daemon.sink.connect import connect, describe
-from tests.helpers import Daemon, assert_redis_config_error, stream_entries, wait_for, write_config
+from tests.helpers import (
+    Daemon,
+    assert_redis_config_error,
+    online_replicas,
+    stream_entries,
+    wait_for,
+    write_config,
+)
 
 STREAM = "drainer:{docplanner}"
 
 
 @pytest.fixture(scope="module")
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRedis, int]]:
-    """A master and a ``redis-server --sentinel`` monitoring it as ``mymaster``."""
+    """A master, its replica (durable publish waits for it) and a sentinel (``mymaster``)."""
     base = tmp_path_factory.mktemp("sentinel")
     master = LocalRedis(base / "master").start()
+    replica = LocalRedis(base / "replica", extra=("--replicaof", "127.0.0.1", str(master.port)))
+    replica.start()
     port = free_port()
     conf = base / "sentinel.conf"
     conf.write_text(
@@ -39,11 +48,13 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRe
         wait_for(
             lambda: _master_addr(probe) == ("127.0.0.1", master.port), 10, "sentinel knows master"
         )
+        wait_for(lambda: online_replicas(master.port) == 1, 10, "replica online")
         yield master, port
     finally:
         probe.close()
         process.kill()
         process.wait(timeout=10)
+        replica.stop()
         master.stop()
 
 

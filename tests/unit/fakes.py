@@ -8,7 +8,7 @@ from datetime import datetime
 
 from daemon.envelope import StreamEntry
 from daemon.errors import SinkError
-from daemon.sink import PublishResult
+from daemon.sink import PublishResult, WatermarkUpdate
 from daemon.sources.docplanner.api import PullResponse
 
 
@@ -22,7 +22,10 @@ class FakeSink:
     watermarks: dict[tuple[str, str], datetime] = field(default_factory=dict)
     calls: int = 0
 
-    def publish(self, entries: Sequence[StreamEntry]) -> PublishResult:
+    def publish(
+        self, entries: Sequence[StreamEntry], watermark: WatermarkUpdate | None = None
+    ) -> PublishResult:
+        """Entries, then the watermark (the real sink sends both in one pipeline, then WAIT)."""
         self.calls += 1
         if self.fail:
             self.fail -= 1
@@ -36,6 +39,8 @@ class FakeSink:
             self.seen.add(entry.event_id)
             self.streams.setdefault(entry.stream, []).append(entry)
             published[entry.stream] = published.get(entry.stream, 0) + 1
+        if watermark is not None:
+            self.advance_watermark(watermark.stream, watermark.account, watermark.moment)
         return PublishResult(
             sum(published.values()), sum(duplicates.values()), published, duplicates
         )

@@ -55,6 +55,8 @@ EXPECTED_ALERTS = {
     "SpoolNotDraining",
     "UpstreamRateLimited",
     "UpstreamAuthFailing",
+    "RedisWritesNotDurable",
+    "RedisRefusingPublish",
     "ConsumerGroupFallingBehind",
     "UnreadEntriesTrimmed",
     "RedisDown",

@@ -41,10 +41,17 @@ def free_port() -> int:
 class LocalRedis:
     """A redis-server child process in ``directory``; ``stop()`` kills it, ``start()`` again."""
 
-    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        appendonly: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra = extra  # more redis-server arguments (tests: --replicaof, debug command)
         self.socket = directory / "redis.sock"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -65,6 +72,7 @@ class LocalRedis:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
             "--logfile", str(self.directory / "redis.log"),
+            *self.extra,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             argv,

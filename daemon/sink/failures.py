@@ -1,0 +1,62 @@
+"""Which Redis errors are worth retrying, and which need an operator.
+
+A publish that fails while a failover runs (the master changed: READONLY, a connection
+reset, MOVED, CLUSTERDOWN, LOADING) is transient: the spool record stays and the
+publisher retries with backoff. An error that retrying cannot fix (WRONGTYPE on our
+stream key, a script error, NOPERM) becomes :class:`RedisCommandError`: the record stays
+spooled too, but the publisher logs it with a traceback and counts it.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from daemon.errors import RedisCommandError, SinkError
+
+# redis-py's classes for the replies a healthy deployment gives while it fails over,
+# loads, or is short of memory: retry later. (MOVED/ASK/TRYAGAIN/CLUSTERDOWN/MASTERDOWN
+# are ResponseError subclasses; BusyLoadingError is a ConnectionError.)
+TRANSIENT_CLASSES: tuple[type[Exception], ...] = (
+    redis.ConnectionError,  # reset, refused, LOADING, NOAUTH after a restart
+    redis.TimeoutError,
+    redis.ReadOnlyError,  # we still talk to the old master, now a replica
+    redis.exceptions.AskError,  # MOVED, ASK: the slot moved (failover, resharding)
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterError,  # CLUSTERDOWN, MASTERDOWN, "TTL exhausted"
+    redis.exceptions.OutOfMemoryError,  # maxmemory: consumers trimming will free it
+    redis.exceptions.NoScriptError,  # a failover dropped the script cache: reloaded on retry
+    redis.exceptions.RedisClusterException,  # SlotNotCoveredError while slots move
+)
+
+# Replies redis-py leaves as a plain ResponseError, by their first word.
+TRANSIENT_PREFIXES = (
+    "READONLY",
+    "LOADING",
+    "BUSY",  # a script runs past lua-time-limit
+    "MASTERDOWN",  # replica-serve-stale-data no
+    "NOREPLICAS",  # min-replicas-to-write not met
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MOVED",
+    "ASK",
+    "OOM",
+    "NOSCRIPT",
+    "UNBLOCKED",  # the server turned replica while we waited
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for connection trouble, timeouts and the failover replies above."""
+    if isinstance(exc, TRANSIENT_CLASSES):
+        return True
+    return isinstance(exc, redis.ResponseError) and (
+        str(exc).split(" ", 1)[0].upper() in TRANSIENT_PREFIXES
+    )
+
+
+def translate(exc: BaseException, what: str) -> SinkError | RedisCommandError:
+    """The daemon error for a redis-py error: SinkError (retry) or RedisCommandError."""
+    message = f"redis {what} failed: {type(exc).__name__}: {exc}"
+    if is_transient(exc):
+        return SinkError(message)
+    return RedisCommandError(message)
