@@ -41,7 +41,6 @@ from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.settings import MyInvoisAccount, config_path, load_settings, parse_timestamp, redact_url
 from daemon.sink import RedisSink, connect
-from daemon.sink.durability import Policy
 from daemon.sources.myinvois.api import MyInvoisApi, whole_seconds
 from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
 from daemon.sources.myinvois.window import SAFETY_LAG, RangeCursor
@@ -180,13 +179,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics(CollectorRegistry(), [("myinvois", account.name)])
     client = connect(settings.redis)  # TLS, Sentinel or Cluster as configured
     streams = settings.streams
-    sink = RedisSink(
-        client,
-        settings.redis.dedupe_window,
-        settings.redis.publish_maxlen,
-        {streams.myinvois: settings.redis.dedupe_window_myinvois},
-        Policy.from_settings(settings.redis),  # durable as ``drainer run`` publishes
-    )
+    sink = RedisSink.configured(client, settings)  # durable as ``drainer run`` publishes
     api = build_api(account, metrics, requests_per_minute=args.requests_per_minute)
     cursor = RangeCursor(since, until)
     scratch = tempfile.TemporaryDirectory(prefix="drainer-backfill-")

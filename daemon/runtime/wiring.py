@@ -29,7 +29,6 @@ from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
-from daemon.sink.durability import Policy
 from daemon.sink.groups import read_groups
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
@@ -90,13 +89,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     register_process_metrics(registry)  # process_resident_memory_bytes vs. the unit's MemoryMax
     client = connect(settings.redis)
     streams = settings.streams
-    sink = RedisSink(
-        client,
-        settings.redis.dedupe_window,
-        settings.redis.publish_maxlen,
-        {streams.myinvois: settings.redis.dedupe_window_myinvois},
-        Policy.from_settings(settings.redis),
-    )
+    sink = RedisSink.configured(client, settings)
     all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
     registry.register(StreamLengthCollector(lambda: sink.stream_lengths(all_streams)))
     limit = settings.redis.group_metrics_limit

@@ -31,7 +31,7 @@ from redis.exceptions import RedisClusterException
 
 from daemon.envelope import StreamEntry
 from daemon.errors import DurabilityError, SinkError
-from daemon.settings import RedisSettings
+from daemon.settings import RedisSettings, Settings
 from daemon.sink.connect import RedisClient, describe
 from daemon.sink.connect import connect as build_client
 from daemon.sink.durability import (
@@ -128,6 +128,18 @@ class RedisSink:
         self._replicated = False  # a master had replicas: later-promoted ones keep the wait
         self._refresh_slots = False
         self._warned = False  # the "no replica wait" warning is logged once
+
+    @classmethod
+    def configured(cls, client: RedisClient, settings: Settings) -> RedisSink:
+        """The sink ``drainer run`` and ``drainer backfill`` publish through, as configured."""
+        redis = settings.redis
+        return cls(
+            client,
+            redis.dedupe_window,
+            redis.publish_maxlen,
+            {settings.streams.myinvois: redis.dedupe_window_myinvois},
+            Policy.from_settings(redis),
+        )
 
     # --- durability ----------------------------------------------------------------------
 
