@@ -65,7 +65,7 @@ def _feed(sandbox: DocPlannerSandbox, total: int, stop: threading.Event) -> None
             enqueued += count
             # The sandbox remembers everything it handed out (for tests); drop that here.
             with sandbox._lock:
-                sandbox.bench_account("bench-id").handed_out.clear()
+                sandbox._account("bench-id").handed_out.clear()
         else:
             stop.wait(0.05)
 
