@@ -246,10 +246,16 @@ class RedisSink:
         ]
         window = self._windows_ms.get(stream, self._window_ms)
         args: list[str | int] = [window, self._maxlen, 1 if force else 0]
+        names: tuple[str, ...] = ()
         for entry in run:
-            args.append(len(entry.fields) * 2)
-            for field, value in entry.fields.items():
-                args.extend((field, value))
+            fields = tuple(entry.fields)
+            if fields == names:
+                args.append(0)  # the same field names as the entry before
+            else:
+                names = fields
+                args.append(len(names))
+                args.extend(names)
+            args.extend(entry.fields.values())
         self._publish(keys=keys, args=args, client=pipe)
 
     def ping(self) -> bool:

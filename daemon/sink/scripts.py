@@ -6,21 +6,33 @@ hash slot). Registered by :class:`daemon.sink.RedisSink`, sent through its pipel
 
 # XADD before the seen key: a script error (WRONGTYPE) does not roll back earlier writes,
 # so a refused XADD must not leave a seen key behind that would make its retry a duplicate.
+# ARGV: window, maxlen, force, then per entry: ``n`` and, when n > 0, n new field names
+# (n = 0 reuses the previous entry's names: the entries of one stream share them), then
+# one value per name. Sending each name once per call halves the arguments to pack.
 PUBLISH_SCRIPT = """
 local window = ARGV[1]
 local maxlen = tonumber(ARGV[2])
 local pos = 4
+local names = {}
 local flags = {}
 local added = 0
 for i = 3, #KEYS do
   local n = tonumber(ARGV[pos])
+  pos = pos + 1
+  if n > 0 then
+    names = {}
+    for j = 1, n do names[j] = ARGV[pos + j - 1] end
+    pos = pos + n
+  end
   if redis.call('EXISTS', KEYS[i]) == 0 then
     local args = {'XADD', KEYS[1]}
     if maxlen > 0 then
       table.insert(args, 'MAXLEN'); table.insert(args, '~'); table.insert(args, maxlen)
     end
     table.insert(args, '*')
-    for j = pos + 1, pos + n do table.insert(args, ARGV[j]) end
+    for j = 1, #names do
+      table.insert(args, names[j]); table.insert(args, ARGV[pos + j - 1])
+    end
     redis.call(unpack(args))
     redis.call('SET', KEYS[i], '1', 'PX', window)
     flags[#flags + 1] = 1
@@ -28,7 +40,7 @@ for i = 3, #KEYS do
   else
     flags[#flags + 1] = 0
   end
-  pos = pos + n + 1
+  pos = pos + #names
 end
 if added == 0 and ARGV[3] == '1' then
   redis.call('SET', KEYS[2], '1', 'PX', window)

@@ -32,6 +32,22 @@ def test_publish_keeps_order_across_streams(redis_client: redis.Redis) -> None:
     assert [f["event_id"] for _, f in redis_client.xrange("x")] == ["1", "2"]
 
 
+def test_entries_with_different_fields_in_one_run_keep_their_own_fields(
+    redis_client: redis.Redis,
+) -> None:
+    """Field names are sent once per change within a call: each entry keeps exactly its own."""
+    sink = RedisSink(redis_client, dedupe_window=60, stream_maxlen=0)
+    shapes = [
+        {"event_id": "1", "schema": "1"},
+        {"event_id": "2", "schema": "1"},  # same names: reused
+        {"event_id": "3", "reason": "bad", "raw": "x"},  # new names
+        {"event_id": "4", "reason": "worse", "raw": "y"},
+        {"event_id": "5", "schema": "1"},  # back to the first names
+    ]
+    sink.publish([StreamEntry("m", f["event_id"], f) for f in shapes])
+    assert [fields for _, fields in redis_client.xrange("m")] == shapes
+
+
 def test_dedupe_window_expires(redis_client: redis.Redis) -> None:
     """After the window the same id is published again (the window is honoured)."""
     sink = RedisSink(redis_client, dedupe_window=0.05, stream_maxlen=0)
