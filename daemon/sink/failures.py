@@ -49,9 +49,12 @@ def is_transient(exc: BaseException) -> bool:
     """True for connection trouble, timeouts and the failover replies above."""
     if isinstance(exc, TRANSIENT_CLASSES):
         return True
-    return isinstance(exc, redis.ResponseError) and (
-        str(exc).split(" ", 1)[0].upper() in TRANSIENT_PREFIXES
-    )
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    # In a pipeline redis-py rewrites the reply as "Command # 1 (EVALSHA ...) of pipeline
+    # caused error: NOREPLICAS ...": the server's reply is what follows "caused error: ".
+    text = str(exc).rpartition("caused error: ")[2]
+    return text.split(" ", 1)[0].upper() in TRANSIENT_PREFIXES
 
 
 def translate(exc: BaseException, what: str) -> SinkError | RedisCommandError:

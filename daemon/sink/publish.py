@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
@@ -203,31 +203,26 @@ class RedisSink:
             for stream, run in _runs(entries):
                 name, node = self._node_for(stream)
                 plan.setdefault(name, (node, []))[1].append((stream, run))
-            mark: tuple[str, str] | None = None
-            if watermark is not None:
-                key = related_key(watermark.stream, f"watermark:{watermark.account}")
-                name, node = self._node_for(key)
-                plan.setdefault(name, (node, []))
-                mark = (name, key)
             for name, (node, runs) in plan.items():
                 wait, _ = self._wait_for(name, node)
                 pipe = node.pipeline(transaction=False)
                 for stream, run in runs:
                     self._queue_run(pipe, stream, run, wait.active)
-                if mark is not None and mark[0] == name and watermark is not None:
-                    moment = f"{watermark.moment.timestamp():.6f}"
-                    self._watermark(keys=[mark[1]], args=[moment], client=pipe)
-                checks = wait.commands()
-                for command in checks:
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-                replies = pipe.execute()
+                replies = self._execute_durably(pipe, wait)
                 for (stream, run), flags in zip(runs, replies, strict=False):
                     added = sum(int(flag) for flag in flags)
                     published[stream] = published.get(stream, 0) + added
                     duplicates[stream] = duplicates.get(stream, 0) + len(run) - added
-                shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
-                if shortfall is not None:
-                    raise DurabilityError(f"redis entries not durable in time: {shortfall}")
+            if watermark is not None:
+                # Only once every entry is in Redis, durably: a failed run above raised, so
+                # the watermark never moves past a window that is not wholly published.
+                key = related_key(watermark.stream, f"watermark:{watermark.account}")
+                name, node = self._node_for(key)
+                wait, _ = self._wait_for(name, node)
+                pipe = node.pipeline(transaction=False)
+                moment = f"{watermark.moment.timestamp():.6f}"
+                self._watermark(keys=[key], args=[moment], client=pipe)
+                self._execute_durably(pipe, wait)
         except (redis.RedisError, RedisClusterException) as exc:
             self._refresh_slots = True
             if isinstance(exc, redis.ReadOnlyError) and isinstance(self.client, redis.Redis):
@@ -237,6 +232,17 @@ class RedisSink:
         return PublishResult(
             sum(published.values()), sum(duplicates.values()), published, duplicates
         )
+
+    def _execute_durably(self, pipe: Pipeline, wait: Wait) -> list[Any]:
+        """Send what is queued, then the wait, on one connection; DurabilityError if short."""
+        checks = wait.commands()
+        for command in checks:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        replies: list[Any] = pipe.execute()
+        shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
+        if shortfall is not None:
+            raise DurabilityError(f"redis entries not durable in time: {shortfall}")
+        return replies
 
     def _queue_run(self, pipe: Pipeline, stream: str, run: list[StreamEntry], force: bool) -> None:
         keys = [

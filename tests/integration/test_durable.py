@@ -275,6 +275,25 @@ def test_wrongtype_on_the_stream_key_is_refused_loudly_and_kept(
         (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), False),
         (redis.ResponseError("ERR user_script:3: Script attempted to access a key"), False),
         (redis.exceptions.NoPermissionError("this user has no permissions"), False),
+        # As redis-py rewrites a reply inside a pipeline: the server's word comes after.
+        (
+            redis.ResponseError(
+                "Command # 1 (EVALSHA abc 3 s) of pipeline caused error: NOREPLICAS Not enough"
+            ),
+            True,
+        ),
+        (
+            redis.ResponseError(
+                "Command # 2 (WAIT 1 1000) of pipeline caused error: UNBLOCKED force unblock"
+            ),
+            True,
+        ),
+        (
+            redis.ResponseError(
+                "Command # 1 (EVALSHA abc 3 s) of pipeline caused error: WRONGTYPE Operation"
+            ),
+            False,
+        ),
     ],
 )
 def test_redis_errors_are_sorted_into_retry_and_operator(error: Exception, transient: bool) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 import redis
 
 from daemon.envelope import StreamEntry
-from daemon.sink import RedisSink, related_key
+from daemon.errors import RedisCommandError
+from daemon.sink import RedisSink, WatermarkUpdate, related_key
 
 
 def entry(stream: str, event_id: str) -> StreamEntry:
@@ -46,6 +50,23 @@ def test_entries_with_different_fields_in_one_run_keep_their_own_fields(
     ]
     sink.publish([StreamEntry("m", f["event_id"], f) for f in shapes])
     assert [fields for _, fields in redis_client.xrange("m")] == shapes
+
+
+def test_the_watermark_stays_when_part_of_its_window_is_refused(
+    redis_client: redis.Redis,
+) -> None:
+    """A refused dead-letter XADD in the window's publish: no watermark, the error surfaces."""
+    sink = RedisSink(redis_client, dedupe_window=60, stream_maxlen=0)
+    redis_client.set("drainer:{deadletter}", "not a stream")  # a foreign key: WRONGTYPE
+    good = StreamEntry("drainer:{myinvois}", "myinvois:a:1", {"event_id": "myinvois:a:1"})
+    dead = StreamEntry("drainer:{deadletter}", "deadletter:x", {"reason": "r", "raw": "b"})
+    moment = datetime(2030, 1, 1, tzinfo=UTC)
+    with pytest.raises(RedisCommandError):
+        sink.publish([good, dead], WatermarkUpdate("drainer:{myinvois}", "a", moment))
+    assert redis_client.get("drainer:{myinvois}:watermark:a") is None
+    redis_client.delete("drainer:{deadletter}")  # fixed: the retry publishes, then moves it
+    sink.publish([good, dead], WatermarkUpdate("drainer:{myinvois}", "a", moment))
+    assert float(redis_client.get("drainer:{myinvois}:watermark:a") or 0) == moment.timestamp()
 
 
 def test_dedupe_window_expires(redis_client: redis.Redis) -> None:
