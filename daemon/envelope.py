@@ -115,6 +115,15 @@ def loads(raw: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+def loads_lenient(raw: bytes) -> Any:
+    """Python's own reading (``NaN``, ``Infinity`` and ``1e999`` accepted): for a page that is
+    re-readable upstream, so its good items go on and the bad ones are dead-lettered."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _reject_constant(name: str) -> Any:
     """Python's json accepts these non-JSON literals; strict consumers cannot parse them."""
     raise ValueError(f"{name} is not JSON (RFC 8259)")
@@ -273,7 +282,9 @@ def check_myinvois(item: Any) -> str | None:
     if not isinstance(item.get("typeId"), str | int) or isinstance(item.get("typeId"), bool):
         return "notification 'typeId' is missing"
     try:
-        canonical_json(item).encode()
+        json.dumps(item, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError:  # NaN, Infinity or an overflowing number: not JSON (RFC 8259)
+        return "notification holds NaN or Infinity, which is not JSON"
     except (UnicodeEncodeError, RecursionError):
         return "notification is not valid Unicode or is nested too deeply"
     return None

@@ -18,9 +18,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.envelope import (
-    loads,
-)
+from daemon.envelope import loads, loads_lenient
 from daemon.errors import (
     AuthError,
     BadRequestError,
@@ -151,12 +149,18 @@ def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:
     """``(result, hasNext)`` of one page; TransientError when it is not one.
 
     Reading again is harmless, so a page that does not parse is retried, never
-    dead-lettered. A missing ``hasNext`` means "another page" when this one was full.
+    dead-lettered. A page that parses only leniently (an item holding ``NaN``, ``Infinity``
+    or ``1e999``) is not retried forever: it is read, and the window dead-letters those
+    items (:func:`daemon.envelope.check_myinvois`). A missing ``hasNext`` means "another
+    page" when this one was full.
     """
     try:
         document = loads(body)
-    except (ValueError, RecursionError):
-        raise TransientError(f"notifications page is not JSON ({len(body)} bytes)") from None
+    except ValueError:
+        try:
+            document = loads_lenient(body)
+        except ValueError:
+            raise TransientError(f"notifications page is not JSON ({len(body)} bytes)") from None
     if not isinstance(document, dict) or not isinstance(document.get("result"), list):
         raise TransientError("notifications page has no 'result' list")
     items: list[Any] = document["result"]
