@@ -94,17 +94,17 @@ class Publisher:
                 self.metrics.redis_durability_timeouts.labels(**self._labels).inc()
                 since = self.health.failing_since
                 if since is not None and now - since >= DURABILITY_GRACE:
-                    self.health.detail["not_ready"] = f"for {now - since:.0f}s: {exc}"
+                    self.health.set_detail("not_ready", f"for {now - since:.0f}s: {exc}")
             self.update_gauges()
             return self._backoff.next()
         except RedisCommandError as exc:
             log.exception(f"{self.source}.publish_refused", account=self.account, error=str(exc))
             self.metrics.redis_command_errors.labels(**self._labels).inc()
             self.health.failed(str(exc), now)
-            self.health.detail["not_ready"] = str(exc)
+            self.health.set_detail("not_ready", str(exc))
             self.update_gauges()
             return self._refused.next()
-        self.health.detail.pop("not_ready", None)
+        self.health.clear_detail("not_ready")
         self._refused.reset()
         if watermark is not None:
             self.metrics.myinvois_watermark.labels(**self._labels).set(watermark)

@@ -136,11 +136,19 @@ class Runtime:
         # The other node takes over at once instead of waiting for the TTL.
         lease.release_all(self.parts.leases)
         self.publish_stop.set()
-        for thread in self._publisher_threads:
-            thread.join(timeout=2.0)
-        left = 0
         deadline = started + STOP_BUDGET - 2.0
+        threads = dict(zip(self.parts.publishers, self._publisher_threads, strict=False))
+        for thread in self._publisher_threads:
+            # A publish call may be blocked up to the Redis socket timeout: let it finish,
+            # so that drain() below never ticks a publisher its own thread is still ticking.
+            thread.join(timeout=max(0.1, deadline - 1.0 - time.monotonic()))
+        left = 0
         for publisher in self.parts.publishers:
+            busy = threads.get(publisher)
+            if busy is not None and busy.is_alive():
+                log.warning("publisher.still_busy", worker=publisher.name)
+                left += publisher.spool.pending_events
+                continue
             try:
                 drained = publisher.drain(deadline)
             except InvariantError as exc:
