@@ -6,7 +6,7 @@ the pull of batch N+1 while the per-account order stays the spool's order. A rec
 marked published only after Redis accepted all of it (and, for a MyInvois window, after
 the account's watermark was advanced to the one the record carries) and, as
 ``[redis] durability`` asks, the replicas (or the AOF) acknowledged the writes: the
-watermark is written in the same pipeline, before the WAIT, so the wait covers it. Redis
+watermark is written only after the window's entries are durable, and waited for too. Redis
 trouble, a failover or a wait that times out leaves the record pending and the publisher
 retries with backoff (intake keeps spooling meanwhile). A command Redis refuses for good
 (WRONGTYPE on our key) is logged with its traceback, counted and named in /readyz at once;
