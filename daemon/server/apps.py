@@ -113,7 +113,15 @@ class Router:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            return self._dispatch(environ, start_response)
+            body = self._dispatch(environ, start_response)
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                # The headers of a GET, no body: one on a kept-open connection would be
+                # read as the start of the next response.
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+                return []
+            return body
         except Exception:
             log.error("http.app_error", route=route_of(environ.get("PATH_INFO", "")), exc_info=True)
             exc_info = sys.exc_info()

@@ -30,7 +30,7 @@ from daemon.settings import ServerSettings
 log = structlog.get_logger("daemon.server")
 
 LOOP_TIMEOUT = 1  # seconds the I/O loop waits in poll(); stop() wakes it at once
-HEADER_LIMIT = 64 * 1024  # 431 above this
+HEADER_LIMIT = 16 * 1024  # 431 above this (a push needs well under 1 KiB of headers)
 
 
 class Listener:

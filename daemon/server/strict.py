@@ -40,6 +40,7 @@ from daemon.server.apps import MAX_PUSH_BYTES, UNAUTHORIZED, json_bytes, route_o
 # Stricter than RFC 9110 §5.5 (which allows OWS around a value): one optional SP, then
 # ASCII digits. Rejects "+5", "²", Arabic-Indic digits, "5_0", "-1", "  5", "5 5", "0x5", "".
 CONTENT_LENGTH = re.compile(rb"^ ?[0-9]{1,18}$")
+MAX_HEADER_FIELDS = 100  # a push needs about ten
 
 Gate = Callable[[str, Mapping[str, str]], "int | None"]
 OnResponse = Callable[[str, str], None]
@@ -74,28 +75,40 @@ class StrictParser(HTTPRequestParser):  # type: ignore[misc]
         super().__init__(adj)
         self.started = time.monotonic()  # the first byte of this request: the deadline clock
         self.route = "other"
+        self.app_path = ""
 
     def parse_header(self, header_plus: bytes) -> None:
-        first, _, rest = header_plus.partition(b"\r\n")
-        target = first.split(b" ")
-        if len(target) > 1:
-            self.route = route_of(target[1].split(b"?", 1)[0].decode("latin-1"))
-        lengths, chunked = [], False
-        for line in rest.split(b"\r\n"):
+        _, _, rest = header_plus.partition(b"\r\n")
+        lines = rest.split(b"\r\n")
+        if len(lines) > MAX_HEADER_FIELDS:  # each one costs the shared I/O thread
+            raise ParsingError(f"more than {MAX_HEADER_FIELDS} header fields")
+        lengths, encodings = [], []
+        for line in lines:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 lengths.append(value)
             elif name.lower() == b"transfer-encoding":
-                chunked = True
+                encodings.append(value)
         if len(lengths) > 1:
             raise ParsingError("duplicate Content-Length")
         if lengths and not CONTENT_LENGTH.match(lengths[0]):
             raise ParsingError("invalid Content-Length")
-        if lengths and chunked:
+        if lengths and encodings:
             raise ParsingError("both Transfer-Encoding and Content-Length")  # RFC 9112 §6.3
+        # RFC 9112 §6.1: chunked is applied once; we accept nothing else (no "chunked,
+        # chunked", no second Transfer-Encoding line, no other coding).
+        if len(encodings) > 1 or (encodings and encodings[0].strip().lower() != b"chunked"):
+            raise ParsingError("Transfer-Encoding other than one 'chunked'")
         super().parse_header(header_plus)
+        if self.version not in ("1.0", "1.1"):
+            raise ParsingError(f"HTTP/{self.version} is not served here")
         if self.version == "1.0" and "TRANSFER_ENCODING" in self.headers:
             raise ParsingError("Transfer-Encoding in an HTTP/1.0 request")  # RFC 9112 §6.1
+        # The path as the WSGI app will see it (waitress strips extra leading slashes from
+        # PATH_INFO): the gate and the route label judge the path the router dispatches.
+        path = str(self.path)
+        self.app_path = "/" + path.lstrip("/") if path.startswith("/") else path
+        self.route = route_of(self.app_path)
 
     def received(self, data: bytes) -> int:
         headers_were_done = self.headers_finished
@@ -115,7 +128,7 @@ class StrictParser(HTTPRequestParser):  # type: ignore[misc]
         return consumed
 
     def _before_body(self) -> Error | None:
-        if self.gate(self.path, self.headers) == 401:  # auth first: a stranger learns nothing
+        if self.gate(self.app_path, self.headers) == 401:  # auth first: a stranger learns nothing
             return UnauthorizedError(UNAUTHORIZED)
         if self.content_length > self.max_body:
             return TooLargeError(f"body over {self.max_body} bytes")

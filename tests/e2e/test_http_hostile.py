@@ -284,6 +284,55 @@ def test_wrong_token_gets_401_before_any_body_byte_is_sent(
     settle(front, redis_client, [])
 
 
+@pytest.mark.parametrize(
+    "path", ["//push/docplanner/pl", "///push/docplanner/ghost", "http://d/push/docplanner/pl"]
+)
+def test_extra_slashes_or_absolute_form_do_not_skip_the_early_401(
+    front: Front, redis_client: redis.Redis, path: str
+) -> None:
+    """The gate judges the path the router dispatches: 401 at once, never 100 Continue."""
+    framing = f"Content-Length: {MAX_PUSH_BYTES}\r\nExpect: 100-continue"
+    codes, _ = exchange(front.port, request(["X-Drainer-Token: wrong", framing], path=path))
+    assert codes == [401]
+    settle(front, redis_client, [])
+
+
+@pytest.mark.parametrize(
+    ("headers", "version"),
+    [
+        ([TOK, "Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], "HTTP/1.1"),
+        ([TOK, "Transfer-Encoding: chunked, chunked"], "HTTP/1.1"),
+        ([TOK, "Transfer-Encoding: chunked"], "HTTP/1.2"),
+        ([TOK, "Transfer-Encoding: chunked"], "HTTP/2.0"),
+        ([TOK, *(f"X-Pad-{n}: 1" for n in range(120))], "HTTP/1.1"),
+    ],
+    ids=["te-twice", "te-chunked-chunked", "http-1.2", "http-2.0", "120-headers"],
+)
+def test_doubled_codings_unknown_versions_and_header_floods_get_400(
+    front: Front, redis_client: redis.Redis, headers: list[str], version: str
+) -> None:
+    """Chunked once or not at all, HTTP/1.0 or 1.1 only, at most 100 header lines: else 400."""
+    payload = request(headers, chunked(valid_body()), version=version)
+    codes, _ = exchange(front.port, payload)
+    assert codes == [400]
+    settle(front, redis_client, [])
+
+
+def test_head_answers_headers_only_so_a_pipelined_request_stays_in_step(
+    front: Front, redis_client: redis.Redis
+) -> None:
+    """HEAD /healthz then GET /readyz on one connection: two responses, no stray body."""
+    payload = (
+        b"HEAD /healthz HTTP/1.1\r\nHost: d\r\n\r\n"
+        b"GET /readyz HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"
+    )
+    codes, raw = exchange(front.port, payload)
+    assert codes == [200, 200]
+    _, _, rest = raw.partition(b"\r\n\r\n")
+    assert rest.startswith(b"HTTP/1.1 200"), "the HEAD response carried a body"
+    settle(front, redis_client, [])
+
+
 def test_push_listener_serves_push_alone(front: Front, redis_client: redis.Redis) -> None:
     """``server.push_listen`` answers pushes (204) and nothing else (404)."""
     good = notification()
