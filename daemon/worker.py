@@ -21,6 +21,7 @@ from daemon.errors import InvariantError
 log = structlog.get_logger("daemon.worker")
 
 FAILURE_DEADLINE = 300.0  # an account failing this long makes /readyz answer 503
+REFUSED_CAP = 300.0  # a refusal (403, a 400 we cannot fix) is retried at least this often
 
 
 class Worker(Protocol):
@@ -81,6 +82,13 @@ class Health:
                 self.failing_since = now
             self.last_error = error
 
+    def refused(self, error: str, now: float) -> None:
+        """An upstream refusal retried with :func:`refused_backoff`: failing, and named in
+        /readyz until the next success clears ``not_ready`` (an unpulled queue expires, so
+        no single answer stops an account for good)."""
+        self.set_detail("not_ready", f"{error}; retrying with backoff (at most {REFUSED_CAP:.0f}s)")
+        self.failed(error, now)
+
     def set_detail(self, key: str, value: object) -> None:
         with self._lock:
             self.detail[key] = value
@@ -121,6 +129,11 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+def refused_backoff() -> Backoff:
+    """The backoff after an upstream refusal: seconds at first, at most :data:`REFUSED_CAP`."""
+    return Backoff(base=5.0, cap=REFUSED_CAP)
 
 
 def drive(

@@ -6,7 +6,7 @@ when the spool could not take a full batch; if an append still fails, the batch 
 in memory and re-appended before any further pull.
 
 A 403 on a pull does not stop the account (a queue that is not pulled expires after
-72 h): it backs off up to FORBIDDEN_CAP, is named in /readyz while it lasts, is counted
+72 h): it backs off up to REFUSED_CAP (5 min), is named in /readyz while it lasts, is counted
 in ``drainer_upstream_forbidden_total``, and pulling resumes by itself once it stops.
 """
 
@@ -30,12 +30,11 @@ from daemon.settings import DocPlannerAccount
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
-from daemon.worker import Backoff, Health
+from daemon.worker import Backoff, Health, refused_backoff
 
 log = structlog.get_logger("daemon.sources.docplanner.pull")
 
 SPOOL_HEADROOM = 4 * 1024 * 1024  # never pull unless the spool can take this much
-FORBIDDEN_CAP = 300.0  # a 403 is retried at least every 5 minutes
 
 
 class DocPlannerPuller:
@@ -70,7 +69,7 @@ class DocPlannerPuller:
         self._labels = {"source": "docplanner", "account": account.name}
         self._backoff = Backoff(base=0.5, cap=60.0)
         self._unspooled: RawBatch | None = None
-        self._forbidden = forbidden_backoff or Backoff(base=5.0, cap=FORBIDDEN_CAP)
+        self._forbidden = forbidden_backoff or refused_backoff()
 
     def tick(self, now: float) -> float:
         if self._unspooled is not None and not self._spool(self._unspooled, now):
@@ -92,9 +91,7 @@ class DocPlannerPuller:
             return max(0.0, exc.retry_at - now)
         except ForbiddenError as exc:
             self.metrics.upstream_forbidden.labels(**self._labels).inc()
-            reason = f"{exc}; retrying with backoff (at most {FORBIDDEN_CAP:.0f}s)"
-            self.health.set_detail("not_ready", reason)
-            self.health.failed(str(exc), now)
+            self.health.refused(str(exc), now)
             return self._forbidden.next()
         except (TransientError, AuthError) as exc:
             self.health.failed(str(exc), now)

@@ -26,7 +26,7 @@ come from is a :class:`Cursor`: :class:`WatermarkCursor` (the live poll) or
 The rate budget lives in the account's UpstreamClient and is taken before every page
 request; token requests (about one an hour, on the identity endpoint) are not counted.
 
-Refusals: a 403 backs off (capped at FORBIDDEN_CAP, named in /readyz while it lasts,
+Refusals: a 403 backs off (capped at REFUSED_CAP, named in /readyz while it lasts,
 counted in ``drainer_upstream_forbidden_total``) and the same page is asked for again, so
 the account resumes by itself. A 400 naming ``pageSize`` halves the account's page size
 (logged once per change, counted in ``drainer_myinvois_page_size_reduced_total``) and
@@ -63,11 +63,11 @@ from daemon.sources.myinvois.api import MyInvoisApi, TokenRejectedError, parse_p
 from daemon.sources.myinvois.window import Cursor, Window, WindowBatch, build_batch
 from daemon.spool import SpoolLog
 from daemon.worker import Backoff, Health
+from daemon.worker import refused_backoff as new_refused_backoff
 
 log = structlog.get_logger("daemon.sources.myinvois.poll")
 
 PUBLISHED_WAIT = 0.2  # how often to look whether the previous window is published
-FORBIDDEN_CAP = 300.0  # a 403 or a 400 is retried at least every 5 minutes
 
 
 class MyInvoisPoller:
@@ -108,7 +108,7 @@ class MyInvoisPoller:
         self.caught_up = False
         self._labels = {"source": "myinvois", "account": account.name}
         self._backoff = backoff or Backoff(base=0.5, cap=60.0)
-        self._refused = refused_backoff or Backoff(base=5.0, cap=FORBIDDEN_CAP)
+        self._refused = refused_backoff or new_refused_backoff()
         self.page_size = account.page_size  # halved when the server refuses it
         self._next_poll = 0.0
 
@@ -183,10 +183,8 @@ class MyInvoisPoller:
         """403 or a 400 we cannot fix: named in /readyz, capped backoff, retried."""
         if isinstance(exc, ForbiddenError):
             self.metrics.upstream_forbidden.labels(**self._labels).inc()
-        reason = f"{exc}; retrying with backoff (at most {FORBIDDEN_CAP:.0f}s)"
-        self.health.set_detail("not_ready", reason)
         self.last_error = exc
-        self.health.failed(str(exc), now)
+        self.health.refused(str(exc), now)
         return self._refused.next()
 
     def _publish(self, window: Window, now: float) -> float:
@@ -198,9 +196,10 @@ class MyInvoisPoller:
             window.received = []  # the batch holds everything now
             self.metrics.events_received.labels(**self._labels).inc(window.batch.notifications)
         batch = window.batch
+        watermark = self.cursor.commit(window)
         try:
-            if batch.entries or self.cursor.commit(window) is not None:
-                self.spool.append(batch.entries, self.cursor.commit(window))
+            if batch.entries or watermark is not None:
+                self.spool.append(batch.entries, watermark)
         except SpoolFullError as exc:
             self.health.failed(str(exc), now)
             return PUBLISHED_WAIT * 5  # kept in memory; appended once the spool has room
