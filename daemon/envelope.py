@@ -105,21 +105,19 @@ def canonical_json(value: Any, *, finite: bool = False) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def loads(raw: bytes) -> Any:
+def loads(raw: bytes, *, strict: bool = True) -> Any:
     """Strict RFC 8259 ``json.loads``: ``NaN``/``Infinity``/``-Infinity`` and numbers that
     overflow a double (``1e999``, re-encoded as ``Infinity``) raise ValueError, and so does
-    hostile nesting (instead of RecursionError)."""
-    try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+    hostile nesting (instead of RecursionError).
 
-
-def loads_lenient(raw: bytes) -> Any:
-    """Python's own reading (``NaN``, ``Infinity`` and ``1e999`` accepted): for a page that is
-    re-readable upstream, so its good items go on and the bad ones are dead-lettered."""
+    ``strict=False`` is Python's own reading (those values accepted), for a MyInvois page:
+    re-readable upstream, so its good items go on and the bad ones are dead-lettered.
+    """
+    checks: dict[str, Any] = (
+        {"parse_constant": _reject_constant, "parse_float": _finite_float} if strict else {}
+    )
     try:
-        return json.loads(raw)
+        return json.loads(raw, **checks)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

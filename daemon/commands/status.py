@@ -135,7 +135,7 @@ def collect(settings: Settings) -> dict[str, Any]:
     failing = ready.get("not_ready", {}) if isinstance(ready, dict) else {}
     accounts: list[dict[str, Any]] = []
     for dp in settings.docplanner:
-        directory = settings.spool.dir / f"docplanner-{dp.name}"
+        directory = settings.spool.account_dir("docplanner", dp.name)
         records, events, size = spool_backlog(directory)
         accounts.append(
             {

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -45,10 +44,6 @@ from daemon.spool import SpoolBudget, SpoolLog
 from daemon.worker import Worker
 
 log = structlog.get_logger("daemon.runtime.wiring")
-
-
-def spool_dir(settings: Settings, source: str, account: str) -> Path:
-    return settings.spool.dir / f"{source}-{account}"
 
 
 @dataclass
@@ -132,7 +127,7 @@ def _spool_and_publisher(
     expand: PullExpander | None = None,
     watermark_stream: str | None = None,
 ) -> tuple[SpoolLog, Publisher]:
-    spool = SpoolLog(spool_dir(parts.settings, source, name), parts.spool_budget)
+    spool = SpoolLog(parts.settings.spool.account_dir(source, name), parts.spool_budget)
     publisher = Publisher(
         source,
         name,

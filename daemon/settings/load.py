@@ -57,16 +57,11 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_blamed(exc, path, raw, overrides)) from None
     if not secrets:
-        if settings.redis.password_file is None:
-            return settings
         try:
-            password = _read_secret(path, "redis", settings.redis.password_file, environ)
+            return _with_redis_password(settings, path, environ)
         except ConfigError:
             return settings  # Redis will answer NOAUTH, which status reports
-        return settings.model_copy(
-            update={"redis": settings.redis.model_copy(update={"password": password})}
-        )
-    return _resolve_secret_files(settings, path, environ)
+    return _with_redis_password(_resolve_secret_files(settings, path, environ), path, environ)
 
 
 def _blamed(
@@ -119,8 +114,8 @@ def _read_secret(path: Path, key: str, name: Path, environ: Mapping[str, str]) -
 
 
 def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, str]) -> Settings:
-    """Read every ``*_file`` secret: ``client_secret_file``, ``push_token_file`` and
-    ``[redis] password_file`` (relative names live in ``$CREDENTIALS_DIRECTORY``)."""
+    """Read the accounts' ``*_file`` secrets: ``client_secret_file`` and ``push_token_file``
+    (relative names live in ``$CREDENTIALS_DIRECTORY``)."""
     resolved: dict[str, Any] = {"docplanner": [], "myinvois": []}
     kinds: dict[str, list[Any]] = {"docplanner": settings.docplanner, "myinvois": settings.myinvois}
     for kind, accounts in kinds.items():
@@ -136,10 +131,17 @@ def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, 
                 key = f"{kind}[{index}].push_token_file"
                 update["push_token"] = _read_secret(path, key, token_file, environ)
             resolved[kind].append(account.model_copy(update=update) if update else account)
-    if settings.redis.password_file is not None:
-        password = _read_secret(path, "redis.password_file", settings.redis.password_file, environ)
-        resolved["redis"] = settings.redis.model_copy(update={"password": password})
     return settings.model_copy(update=resolved)
+
+
+def _with_redis_password(settings: Settings, path: Path, environ: Mapping[str, str]) -> Settings:
+    """Read ``[redis] password_file``, when set, into ``settings.redis.password``."""
+    if settings.redis.password_file is None:
+        return settings
+    password = _read_secret(path, "redis.password_file", settings.redis.password_file, environ)
+    return settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"password": password})}
+    )
 
 
 SHORT_SECRET = 16  # characters; shorter push tokens are guessable

@@ -219,6 +219,10 @@ class SpoolSettings(_Section):
     dir: Path = Path("/var/lib/notification-drainer")
     max_bytes: Size = 1024**3
 
+    def account_dir(self, source: str, account: str) -> Path:
+        """One account's spool: ``<dir>/<source>-<account>`` (the daemon's and ``status``')."""
+        return self.dir / f"{source}-{account}"
+
 
 class ServerSettings(_Section):
     listen: str = "127.0.0.1:9464"

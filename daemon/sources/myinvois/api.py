@@ -18,7 +18,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.envelope import loads, loads_lenient
+from daemon.envelope import loads
 from daemon.errors import (
     AuthError,
     BadRequestError,
@@ -158,7 +158,7 @@ def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:
         document = loads(body)
     except ValueError:
         try:
-            document = loads_lenient(body)
+            document = loads(body, strict=False)
         except ValueError:
             raise TransientError(f"notifications page is not JSON ({len(body)} bytes)") from None
     if not isinstance(document, dict) or not isinstance(document.get("result"), list):
