@@ -25,10 +25,7 @@ from typing import Any
 from daemon.metrics_groups import DEFAULT_GROUP_LIMIT, GroupStats, StreamGroups
 from daemon.sink.connect import RedisClient
 from daemon.sink.retention import StreamId, parse_id
-
-
-def _get(info: dict[Any, Any], name: str) -> Any:
-    return info.get(name, info.get(name.encode()))
+from daemon.sink.retention import info_field as _get
 
 
 def _text(value: Any) -> str:

@@ -48,7 +48,8 @@ def format_id(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
 
 
-def _field(info: dict[Any, Any], name: str) -> Any:
+def info_field(info: dict[Any, Any], name: str) -> Any:
+    """A field of an ``XINFO`` reply, whether the client decodes responses or not."""
     return info.get(name, info.get(name.encode()))
 
 
@@ -58,10 +59,10 @@ def consumer_group_floor(client: RedisClient, stream: str) -> StreamId | None:
         return None
     floor: StreamId | None = None
     for group in client.xinfo_groups(stream):
-        last_ms, last_seq = parse_id(_field(group, "last-delivered-id"))
+        last_ms, last_seq = parse_id(info_field(group, "last-delivered-id"))
         bound: StreamId = (last_ms, last_seq + 1)
-        if int(_field(group, "pending")) > 0:
-            summary = client.xpending(stream, _field(group, "name"))
+        if int(info_field(group, "pending")) > 0:
+            summary = client.xpending(stream, info_field(group, "name"))
             if summary.get("min") is not None:
                 bound = min(bound, parse_id(summary["min"]))
         floor = bound if floor is None else min(floor, bound)
