@@ -16,9 +16,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +23,11 @@ from pathlib import Path
 import redis
 import requests
 
-from bench.common import Row, daemon_config
+from bench.common import Row, daemon_config, proc_stats, start_daemon
 from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 
 STREAM = "drainer:{docplanner}"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_account(base_url: str) -> dict[str, object]:
@@ -43,18 +39,6 @@ def bench_account(base_url: str) -> dict[str, object]:
         "idle_interval": "100ms",
         "requests_per_hour": 1_000_000,
     }
-
-
-def _proc_stats(pid: int) -> tuple[float, float]:
-    """(CPU seconds, peak RSS MiB) of a live process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    peak = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) / 1024
-    return cpu, peak
 
 
 def drain(latency: float, count: int) -> tuple[float, float, float]:
@@ -69,22 +53,17 @@ def drain(latency: float, count: int) -> tuple[float, float, float]:
             ) as dp,
         ):
             config = daemon_config(directory, server.url, free_port(), bench_account(dp.base_url))
-            process = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            process = start_daemon(config)
             reader = redis.Redis.from_url(server.url)
             try:
                 deadline = time.monotonic() + 300
                 while dp.count_status(404) == 0 and time.monotonic() < deadline:
                     time.sleep(0.05)  # started: the daemon has found the queue empty
-                cpu_before, _ = _proc_stats(process.pid)
+                cpu_before, _ = proc_stats(process.pid)
                 dp.enqueue("bench-id", count)
                 while reader.xlen(STREAM) < count and time.monotonic() < deadline:
                     time.sleep(0.01)
-                cpu_after, peak = _proc_stats(process.pid)
+                cpu_after, peak = proc_stats(process.pid)
                 first = reader.xrange(STREAM, count=1)[0][0]
                 last = reader.xrevrange(STREAM, count=1)[0][0]
                 first_batch = len(reader.xrange(STREAM, min=first, max=first))

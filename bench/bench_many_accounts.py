@@ -10,8 +10,6 @@ events, the daemon's peak RSS (``VmHWM``) and its largest thread count while dra
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -20,8 +18,8 @@ from pathlib import Path
 
 import redis
 
-from bench.bench_docplanner import ROOT, _proc_stats
-from bench.common import Row
+from bench.common import Row, proc_stats, start_daemon
+from bench.common import threads as thread_count
 from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 
@@ -32,13 +30,6 @@ PER_MYINVOIS = 300
 RTT = 0.020
 DP_STREAM = "drainer:{docplanner}"
 MI_STREAM = "drainer:{myinvois}"
-
-
-def _threads(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _config(directory: Path, redis_url: str, dp_url: str, mi_url: str, start: datetime) -> Path:
@@ -111,27 +102,22 @@ def run() -> list[Row]:
         for client in mi_clients:
             mi.add_notifications(client.client_id, PER_MYINVOIS, start=start, end=now)
         config = _config(Path(tmp), server.url, dp.base_url, mi.base_url, start)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_daemon(config)
         reader = redis.Redis.from_url(server.url)
         threads = 0
         try:
             deadline = time.monotonic() + 600
             while dp.count_status(404) < DOCPLANNER_ACCOUNTS and time.monotonic() < deadline:
                 time.sleep(0.05)  # every puller has found its queue empty once
-            cpu_before, _ = _proc_stats(process.pid)
+            cpu_before, _ = proc_stats(process.pid)
             for client in dp_clients:
                 dp.enqueue(client.client_id, PER_DOCPLANNER)
             while time.monotonic() < deadline and (
                 reader.xlen(DP_STREAM) < dp_total or reader.xlen(MI_STREAM) < mi_total
             ):
-                threads = max(threads, _threads(process.pid))
+                threads = max(threads, thread_count(process.pid))
                 time.sleep(0.05)
-            cpu_after, peak = _proc_stats(process.pid)
+            cpu_after, peak = proc_stats(process.pid)
             first = reader.xrange(DP_STREAM, count=1)[0][0]
             last = reader.xrevrange(DP_STREAM, count=1)[0][0]
             dp_ids, dp_entries = _per_account(reader, DP_STREAM)

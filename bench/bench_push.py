@@ -22,7 +22,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,14 +32,14 @@ from typing import Any
 import redis
 import requests
 
-from bench.common import Row, daemon_config, machine, table
+from bench.common import Row, daemon_config, machine, start_daemon, table
+from bench.common import threads as thread_count
 from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.envelope import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.events import NotificationFactory
 from daemon.sandbox.server import json_body
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = 500.0
 SECONDS = 10.0
 SENDERS = 8
@@ -161,12 +160,7 @@ def run() -> list[Row]:
                 }
                 config = daemon_config(directory, server.url, port, account)
                 with (directory / "daemon.log").open("wb") as log:
-                    daemon = subprocess.Popen(
-                        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        cwd=ROOT,
-                    )
+                    daemon = start_daemon(config, log)
                 _wait_healthy(port)
                 rows = _measure(port, server.url, fsync_p99)
                 return rows + _under_slowloris(port, daemon.pid)
@@ -243,11 +237,6 @@ def _measure(port: int, redis_url: str, fsync_p99: float) -> list[Row]:
     ]
 
 
-def _threads(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
-
-
 def _under_slowloris(port: int, pid: int) -> list[Row]:
     """Time well-behaved pushes while SLOW_CLIENTS connections trickle their headers."""
     trickle = (
@@ -257,7 +246,7 @@ def _under_slowloris(port: int, pid: int) -> list[Row]:
     )
     factory = NotificationFactory(seed=12)
     headers = {"Content-Type": "application/json", "X-Drainer-Token": TOKEN, "Connection": "close"}
-    before = _threads(pid)
+    before = thread_count(pid)
     slow = []
     for _ in range(SLOW_CLIENTS):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -280,7 +269,7 @@ def _under_slowloris(port: int, pid: int) -> list[Row]:
             samples.append(time.perf_counter() - begin)
             connection.close()
             statuses[response.status] += 1
-            most = max(most, _threads(pid))
+            most = max(most, thread_count(pid))
     finally:
         for sock in slow:
             sock.close()

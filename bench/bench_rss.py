@@ -11,8 +11,6 @@ question. The sandbox queue is topped up as it drains (never more than ~30,000 q
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,11 +19,10 @@ from pathlib import Path
 import requests
 
 from bench.bench_docplanner import bench_account
-from bench.common import Row, daemon_config
+from bench.common import Row, daemon_config, start_daemon
 from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 
-ROOT = Path(__file__).resolve().parent.parent
 TOTAL = 1_000_000
 EARLY = 20_000
 TOP_UP = 10_000
@@ -87,12 +84,7 @@ def measure(total: int = TOTAL) -> tuple[float, float, float, float, float]:
             account = {**bench_account(sandbox.base_url), "requests_per_hour": 100_000_000}
             redis_extra = {"stream_maxlen": 100_000, "dedupe_window": "5m"}
             config = daemon_config(directory, server.url, port, account, redis_extra)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            process = start_daemon(config)
             try:
                 started = time.monotonic()
                 first: tuple[float, int] | None = None

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,6 @@ def table(rows: list[Row]) -> str:
 
 
 def machine() -> str:
-    import os
-
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -66,3 +70,35 @@ def daemon_config(
     path = directory / "drainer.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def start_daemon(
+    config: Path, out: IO[bytes] | int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """``python -m daemon run --config config`` from the checkout, output to ``out``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT if out is not subprocess.DEVNULL else subprocess.DEVNULL,
+    )
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak RSS MiB) of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cpu, peak
+
+
+def threads(pid: int) -> int:
+    """The live process's thread count, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
