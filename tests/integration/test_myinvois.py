@@ -81,8 +81,14 @@ PUBLISHERS: dict[MyInvoisPoller, Publisher] = {}
 
 
 @pytest.fixture
-def make_poller(redis_server: LocalRedis, tmp_path: Path) -> Iterator[MakePoller]:
-    """Builds pollers (with a spool and a publisher) on their own Redis client and session."""
+def make_poller(
+    redis_server: LocalRedis, redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[MakePoller]:
+    """Builds pollers (with a spool and a publisher) on their own Redis client and session.
+
+    ``redis_client`` empties the shared database first: the sandbox's ids are seeded, so
+    another test's events would otherwise count as duplicates here.
+    """
     made: list[MyInvoisPoller] = []
 
     def make(acct: MyInvoisAccount, redis_url: str | None = None) -> MyInvoisPoller:
