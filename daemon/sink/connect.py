@@ -102,20 +102,20 @@ def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisC
         sentinel_kwargs = {**common, **({"ssl": True, **tls} if target.tls else {})}
         sentinel_kwargs.pop("decode_responses")
         # redis-py leaves Sentinel, master_for and ClusterNode unannotated.
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             list(target.hosts),
             sentinel_kwargs=sentinel_kwargs,
             **common,
             **({"ssl": True, **tls} if target.tls else {}),
         )
-        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call,unused-ignore]
             target.master,
             db=target.db,
             health_check_interval=HEALTH_CHECK_INTERVAL,
             **auth,
         )
         return master
-    nodes = [ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call]
+    nodes = [ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call,unused-ignore]
     return RedisCluster(
         startup_nodes=nodes,
         require_full_coverage=True,

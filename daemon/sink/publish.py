@@ -173,13 +173,13 @@ class RedisSink:
         if isinstance(self.client, RedisCluster):
             return [
                 (n.name, self.client.get_redis_connection(n))
-                for n in self.client.get_primaries()  # type: ignore[no-untyped-call]
+                for n in self.client.get_primaries()  # type: ignore[no-untyped-call,unused-ignore]
             ]
         return [("", self.client)]
 
     def _node_for(self, key: str) -> Node:
         if isinstance(self.client, RedisCluster):
-            node = self.client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            node = self.client.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
             return node.name, self.client.get_redis_connection(node)
         return "", self.client
 
@@ -237,7 +237,7 @@ class RedisSink:
         """Send what is queued, then the wait, on one connection; DurabilityError if short."""
         checks = wait.commands()
         for command in checks:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         replies: list[Any] = pipe.execute()
         shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
         if shortfall is not None:
