@@ -24,7 +24,7 @@ from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.sandbox.events import NotificationFactory
 from daemon.sandbox.server import json_body
-from daemon.sink import RedisSink
+from daemon.sink import RedisSink, connect
 from daemon.sink.connect import RedisClient
 from daemon.sources.docplanner.expand import PullExpander
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
@@ -41,9 +41,8 @@ def bodies(count: int) -> list[bytes]:
 def main(count: int) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with tempfile.TemporaryDirectory() as tmp, LocalRedis(Path(tmp) / "redis") as server:
-        import redis
 
-        client: RedisClient = redis.Redis.from_url(server.url)
+        client: RedisClient = connect(server.url)  # as the daemon connects (HiredisPacker)
         metrics = Metrics(CollectorRegistry(), [("docplanner", "bench")])
         spool = SpoolLog(Path(tmp) / "spool", SpoolBudget(1 << 30))
         expand = PullExpander("bench", STREAM, DEADLETTER, metrics)
