@@ -41,7 +41,6 @@ def bodies(count: int) -> list[bytes]:
 def main(count: int) -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with tempfile.TemporaryDirectory() as tmp, LocalRedis(Path(tmp) / "redis") as server:
-
         client: RedisClient = connect(server.url)  # as the daemon connects (HiredisPacker)
         metrics = Metrics(CollectorRegistry(), [("docplanner", "bench")])
         spool = SpoolLog(Path(tmp) / "spool", SpoolBudget(1 << 30))
