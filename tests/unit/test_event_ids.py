@@ -163,3 +163,35 @@ def test_orjson_path_gives_the_json_text_or_steps_aside(value: object) -> None:
     except InexactJsonError:
         return
     assert fast == reference
+
+
+ITEM_DATA = st.dictionaries(st.sampled_from("abcdef"), JSON_VALUES, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ITEM_DATA, min_size=1, max_size=6))
+def test_a_whole_batch_gets_the_json_module_text_and_ids(datas: list[dict[str, object]]) -> None:
+    """The number check runs once per batch: whichever item holds a number orjson would
+    write differently, every entry of the batch has json's text and id."""
+    items = [
+        {"name": f"n{i}", "created_at": "2026-11-02T10:18:35Z", "data": data}
+        for i, data in enumerate(datas)
+    ]
+    body = json.dumps({"notifications": items, "remaining": 0}).encode()
+    references = json.loads(body)["notifications"]
+    entries = _expanded(body)
+    assert [e.event_id for e in entries] == [docplanner_event_id("acme", r) for r in references]
+    assert [e.fields["payload"] for e in entries] == [
+        json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        for r in references
+    ]
+
+
+def test_a_tiny_float_in_the_last_item_sends_the_whole_batch_to_json() -> None:
+    """One inexact number anywhere (here the last of three items) re-reads the body exactly."""
+    items = [{"name": "n", "created_at": "2026-11-02T10:18:35Z", "data": {"v": v}}
+             for v in (1, 2.5, 1e-05)]  # fmt: skip
+    body = json.dumps({"notifications": items}).encode()
+    payloads = [e.fields["payload"] for e in _expanded(body)]
+    assert payloads[-1].endswith('"data":{"v":1e-05},"name":"n"}')
+    assert payloads[1].endswith('"data":{"v":2.5},"name":"n"}')

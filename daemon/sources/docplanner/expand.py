@@ -23,6 +23,7 @@ from daemon.envelope import (
     docplanner_entry,
     parse_pull_body,
     rfc3339,
+    texts_may_differ,
     to_raw,
 )
 from daemon.metrics import Metrics
@@ -51,6 +52,7 @@ def build_entries(
     reasons: dict[str, int] = {}
     created: list[datetime] = []
     received = rfc3339(received_at)  # once per batch, not per item
+    texts: list[bytes] | None = [] if finite else None  # number check: once per batch
     for position, item in enumerate(items):
         checked = docplanner_created(item)  # the problem, or created_at parsed once
         problem = checked if isinstance(checked, str) else None
@@ -58,11 +60,11 @@ def build_entries(
             assert isinstance(item, dict)
             moment = checked
             try:
-                entries.append(
-                    docplanner_entry(
-                        stream, account, item, received, delivery, occurred=moment, finite=finite
-                    )
-                )
+                entry = docplanner_entry(
+                    stream, account, item, received, delivery,
+                    occurred=moment, finite=finite, texts=texts,
+                )  # fmt: skip
+                entries.append(entry)
             except ValueError as exc:
                 problem = str(exc)
             else:
@@ -79,6 +81,8 @@ def build_entries(
                 )
             )
             reasons["invalid_notification"] = reasons.get("invalid_notification", 0) + 1
+    if texts and texts_may_differ(texts):
+        raise InexactJsonError("a number orjson and json may read or write differently")
     return entries, reasons, created
 
 
