@@ -10,6 +10,7 @@ HTTP server last. A second signal forces an immediate exit.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ INTAKE_JOIN = 12.0  # an in-flight pull has a 10 s read timeout
 WATCHDOG_EVERY = 2.0
 MAIN_SLICE = 0.2
 SWITCH_INTERVAL = 0.001
+GC_THRESHOLDS = (10_000, 20, 20)  # Python's default is (700, 10, 10)
 
 
 class Runtime:
@@ -100,6 +102,11 @@ class Runtime:
         # The puller waits on the network and must get the GIL back at once when its
         # response arrives, not after the publisher's 5 ms default time slice.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        # Parsed notifications hold no reference cycles: reference counting frees them. The
+        # cyclic collector's default pass every 700 net allocations took ~6 % of the publish
+        # path's CPU (measured with gc.callbacks); start-up objects are frozen out of it.
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         parts.metrics.up.set(1)
         for publisher in parts.publishers:
             self._spawn(publisher, self.publish_stop, publisher.wake)

@@ -182,8 +182,7 @@ def test_a_whole_batch_gets_the_json_module_text_and_ids(datas: list[dict[str, o
     entries = _expanded(body)
     assert [e.event_id for e in entries] == [docplanner_event_id("acme", r) for r in references]
     assert [e.fields["payload"] for e in entries] == [
-        json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        for r in references
+        json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for r in references
     ]
 
 
