@@ -174,8 +174,12 @@ def security_warnings(settings: Settings, path: Path, environ: Mapping[str, str]
                 found.append(
                     f"{key}.push_token: shorter than {SHORT_SECRET} characters, easy to guess"
                 )
+            identity = getattr(account, "identity_url", None)
             if account.base_url.startswith("http://"):
-                found.append(f"{key}.base_url: http:// sends the client secret in cleartext")
+                what = "the bearer token" if identity else "the client secret"
+                found.append(f"{key}.base_url: http:// sends {what} in cleartext")
+            if identity is not None and identity.startswith("http://"):
+                found.append(f"{key}.identity_url: http:// sends the client secret in cleartext")
     for key, name in files:
         secret_file = secret_path(name, environ)
         if _world_readable(secret_file):

@@ -118,3 +118,13 @@ def test_warnings_for_readable_secrets_http_and_short_tokens(tmp_path: Path) -> 
     assert not any("short" in line or "x" * 20 in line for line in found[1:])
     os.chmod(path, 0o600)
     assert len(security_warnings(load_settings(path, environ), path, environ)) == 3
+
+
+def test_a_plain_http_identity_service_warns_though_the_api_is_https(tmp_path: Path) -> None:
+    """The MyInvois client secret goes to identity_url: http:// there is cleartext too."""
+    text = '[[myinvois]]\nname = "acme"\nbase_url = "https://api.example"\nclient_id = "i"\n'
+    text += 'client_secret_file = "acme-secret"\nidentity_url = "http://id.example"\n'
+    environ = credentials(tmp_path, acme_secret="y" * 20)
+    path = write(tmp_path, text)
+    found = security_warnings(load_settings(path, environ), path, environ)
+    assert found == ["myinvois[0].identity_url: http:// sends the client secret in cleartext"]
