@@ -17,7 +17,10 @@ from daemon.commands.status import (
     EXIT_REDIS_DOWN,
     problems,
 )
+from daemon.envelope import StreamEntry
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.settings import load_settings
+from daemon.spool import SpoolBudget, SpoolLog
 from tests.helpers import Daemon, dp_account, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
@@ -206,3 +209,30 @@ def test_quiet_push_only_account_is_ready_and_status_exits_0(
             assert daemon.stop() == 0
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_status_counts_a_myinvois_window_waiting_in_the_spool(tmp_path: Path) -> None:
+    """A MyInvois window read while Redis was down waits in the spool: status counts it."""
+    config = write_config(
+        tmp_path / "drainer.toml",
+        f"redis://127.0.0.1:{free_port()}/0",
+        myinvois=[
+            {
+                "name": "acme",
+                "base_url": "https://api.example",
+                "client_id": "acme-id",
+                "client_secret": "acme-secret-value",
+            }
+        ],
+    )
+    settings = load_settings(config, {}, secrets=False)
+    spool = SpoolLog(settings.spool.account_dir("myinvois", "acme"), SpoolBudget(1 << 20))
+    entries = [StreamEntry("drainer:{myinvois}", f"id-{n}", {"n": str(n)}) for n in range(3)]
+    spool.append(entries, watermark=1_790_000_000.0)
+    result = status(config, "--json")
+    human = status(config)
+    assert result.returncode == EXIT_DAEMON_UNREACHABLE, result.stderr
+    (account,) = json.loads(result.stdout)["accounts"]
+    assert account["source"] == "myinvois"
+    assert account["spool_pending_records"] == 1 and account["spool_pending_notifications"] == 3
+    assert "3 (" in human.stdout
