@@ -71,6 +71,7 @@ class LocalRedis:
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
+            "--repl-diskless-sync-delay", "0",  # a replica syncs at once, not after 5 s
             "--logfile", str(self.directory / "redis.log"),
             *self.extra,
         ]  # fmt: skip
