@@ -7,13 +7,13 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY daemon/ daemon/
 # daemon/share/ links to these (package data: `drainer share`)
 COPY deploy/ deploy/
 COPY config/drainer.example.toml config/
 # Installed into a prefix that the runtime stage copies whole: no source, no build cache.
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install -c constraints.txt .
 
 FROM python:3.11-slim
 # The endpoints must be reachable from outside the container's network namespace, and

