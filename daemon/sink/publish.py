@@ -47,8 +47,9 @@ from daemon.sink.durability import (
 from daemon.sink.failures import translate
 from daemon.sink.scripts import PUBLISH_SCRIPT, WATERMARK_SCRIPT
 
-# Redis errors the lease and retention workers retry (publishing classifies them more
-# narrowly: see daemon.sink.failures).
+# Redis errors the lease and retention workers retry; those that daemon.sink.failures does not
+# call transient (WRONGTYPE, NOPERM, ...) they also log as errors. Publishing classifies them
+# more narrowly: see daemon.sink.failures.
 TRANSIENT_REDIS_ERRORS = (
     redis.ConnectionError,
     redis.TimeoutError,

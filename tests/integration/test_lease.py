@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
@@ -298,3 +299,21 @@ def test_two_daemons_one_active_sigkill_hands_over_within_the_ttl(
     )
     assert takeover <= ttl + 1.5
     assert lost <= len(names) * 100  # at most one batch per account was in flight at the kill
+
+
+def test_a_lease_key_of_the_wrong_type_is_an_error_in_the_log_once_then_clears(
+    client: redis.Redis,
+) -> None:
+    """WRONGTYPE (someone else's hash at the lease key) is no failover: one error line, the
+    account stays on standby, and the lease is taken once the key is fixed."""
+    client.hset(KEY, "not", "a lease")
+    lease = Lease(client, KEY, "token-a", ttl=3.0)
+    with capture_logs() as logs:
+        assert lease.ensure(0.0) is False
+        assert lease.ensure(10.0) is False
+        client.delete(KEY)
+        assert lease.ensure(20.0) is True
+    refused = [log for log in logs if log["event"] == "lease.redis_refused"]
+    assert len(refused) == 1 and refused[0]["log_level"] == "error"
+    assert "WRONGTYPE" in refused[0]["error"]
+    assert [log["event"] for log in logs][-2:] == ["lease.acquired", "lease.redis_accepts_again"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.errors import ConfigError
@@ -105,3 +106,15 @@ def test_non_maxlen_retention_turns_off_the_publish_maxlen(tmp_path: Path) -> No
     path.write_text('[redis]\nretention = "minid"\nstream_maxlen = 5000\n')
     with pytest.raises(ConfigError, match=r"drainer.toml: redis\.retention: stream_maxlen"):
         load_settings(path, {})
+
+
+def test_a_stream_key_of_the_wrong_type_is_an_error_in_the_log_once(client: redis.Redis) -> None:
+    """WRONGTYPE on a stream key: health fails, one error line (not one per tick)."""
+    client.set(STREAM, "not a stream")
+    worker = RetentionWorker(client, [STREAM], "minid", DAY)
+    with capture_logs() as logs:
+        worker.tick(0.0)
+        worker.tick(1.0)
+    refused = [log for log in logs if log["event"] == "redis.retention_refused"]
+    assert len(refused) == 1 and "WRONGTYPE" in refused[0]["error"]
+    assert worker.health.failing_since is not None
