@@ -9,6 +9,8 @@ spooled too, but the publisher logs it with a traceback and counts it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from daemon.errors import RedisCommandError, SinkError
@@ -63,3 +65,37 @@ def translate(exc: BaseException, what: str) -> SinkError | RedisCommandError:
     if is_transient(exc):
         return SinkError(message)
     return RedisCommandError(message)
+
+
+class Refusals:
+    """Says once, as an error, that Redis refuses what retrying alone will not fix, and (with
+    ``accepted``) when it accepts again.
+
+    For the workers that retry every Redis error (lease, retention): a transient error is
+    theirs to handle; a refusal (WRONGTYPE, NOPERM, a script error) is logged once per
+    distinct error until the next success.
+    """
+
+    def __init__(
+        self, logger: Any, refused: str, accepted: str | None = None, **context: Any
+    ) -> None:
+        self._log = logger
+        self._refused = refused
+        self._accepted = accepted
+        self._context = context
+        self._last: str | None = None
+
+    def failed(self, exc: BaseException) -> bool:
+        """True (and logged once) when ``exc`` is a refusal, False when it is transient."""
+        if is_transient(exc):
+            return False
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last:
+            self._log.error(self._refused, error=text, **self._context)
+        self._last = text
+        return True
+
+    def succeeded(self) -> None:
+        if self._last is not None and self._accepted is not None:
+            self._log.info(self._accepted, **self._context)
+        self._last = None

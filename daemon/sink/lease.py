@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from daemon.sink import TRANSIENT_REDIS_ERRORS, related_key
 from daemon.sink.connect import RedisClient
-from daemon.sink.failures import is_transient
+from daemon.sink.failures import Refusals
 from daemon.worker import Health, Worker
 
 log = structlog.get_logger("daemon.sink.lease")
@@ -82,7 +82,9 @@ class Lease:
         self._ttl_ms = max(1, int(ttl * 1000))
         self._valid_until = 0.0  # the lease is ours until then at least (local clock)
         self._next_attempt = 0.0
-        self._refusal: str | None = None  # the last error retrying alone will not fix
+        # WRONGTYPE on the lease key, NOPERM, a script error: retrying alone will not fix it
+        # and the account stays on standby, so it is said loudly (once per error).
+        self._refusals = Refusals(log, "lease.redis_refused", "lease.redis_accepts_again", key=key)
         self._on_change = on_change
         self._lock = threading.Lock()
         self._renew = client.register_script(RENEW_SCRIPT)
@@ -118,19 +120,10 @@ class Lease:
             self._try(now)
         except TRANSIENT_REDIS_ERRORS as exc:
             self._next_attempt = now + self.retry_every
-            if not is_transient(exc):
-                # WRONGTYPE on the lease key, NOPERM, a script error: retrying alone will not
-                # fix it and the account stays on standby, so say it loudly (once per error).
-                refusal = f"{type(exc).__name__}: {exc}"
-                if refusal != self._refusal:
-                    log.error("lease.redis_refused", key=self.key, error=refusal)
-                self._refusal = refusal
-            elif self.held:
+            if not self._refusals.failed(exc) and self.held:
                 log.warning("lease.renew_failed", key=self.key, error=type(exc).__name__)
             return
-        if self._refusal is not None:
-            log.info("lease.redis_accepts_again", key=self.key)
-        self._refusal = None
+        self._refusals.succeeded()
 
     def _try(self, now: float) -> None:
         if self.held:

@@ -30,7 +30,7 @@ import structlog
 
 from daemon.sink import TRANSIENT_REDIS_ERRORS
 from daemon.sink.connect import RedisClient
-from daemon.sink.failures import is_transient
+from daemon.sink.failures import Refusals
 from daemon.worker import Backoff, Health
 
 log = structlog.get_logger("daemon.sink.retention")
@@ -98,7 +98,8 @@ class RetentionWorker:
         self.maxlen = maxlen
         self.on_trimmed_unread = on_trimmed_unread
         self._backoff = Backoff(base=1.0, cap=60.0)
-        self._refusal: str | None = None  # the last error retrying alone will not fix
+        # WRONGTYPE on a stream key, NOPERM: nothing is trimmed until an operator acts.
+        self._refusals = Refusals(log, "redis.retention_refused", mode=mode)
 
     def _age_floor(self) -> StreamId:
         return (max(0, int((self.wall_clock() - self.age) * 1000)), 0)
@@ -145,14 +146,10 @@ class RetentionWorker:
                     self.client.xtrim(stream, minid=format_id(floor), approximate=self.approximate)
                 )
         except TRANSIENT_REDIS_ERRORS as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-            self.health.failed(f"retention failed: {problem}", now)
-            if not is_transient(exc) and problem != self._refusal:
-                # WRONGTYPE on a stream key, NOPERM: nothing is trimmed until an operator acts.
-                log.error("redis.retention_refused", mode=self.mode, error=problem)
-            self._refusal = None if is_transient(exc) else problem
+            self.health.failed(f"retention failed: {type(exc).__name__}: {exc}", now)
+            self._refusals.failed(exc)
             return self._backoff.next()
-        self._refusal = None
+        self._refusals.succeeded()
         self._backoff.reset()
         self.health.succeeded(self.wall_clock())
         if any(trimmed.values()):
