@@ -7,6 +7,8 @@
     │   ├── RateLimitedError   429: no request before ``retry_at``
     │   ├── AuthError          token endpoint refused the credentials
     │   ├── ForbiddenError     403 on a pull or a page: back off (capped), retry, resume
+    │   ├── NotFoundError      a 404 that is not DocPlanner's documented empty queue (wrong
+    │   │                      base_url, moved route): failing, named in /readyz, retried
     │   └── BadRequestError    400 on a page: our request is wrong; visible failing state
     │       └── PageSizeRefusedError  the 400 names ``pageSize``: ask for smaller pages
     ├── SpoolError             the local write-ahead spool cannot be written
@@ -63,7 +65,11 @@ class AuthError(UpstreamError):
 
 
 class ForbiddenError(UpstreamError):
-    """403: not allowed now. Pulls and pages back off (capped) and retry; release stops."""
+    """403: not allowed now. Pulls, pages and release back off (capped) and retry."""
+
+
+class NotFoundError(UpstreamError):
+    """A 404 that does not mean "empty queue": a wrong ``base_url`` or a moved route."""
 
 
 class BadRequestError(UpstreamError):

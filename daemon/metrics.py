@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from daemon import __version__
 from daemon.errors import SinkError
+from daemon.metrics_refusals import RefusalMetrics
 
 log = structlog.get_logger("daemon.metrics")
 
@@ -153,6 +154,7 @@ class Metrics:
             labels,
             registry=registry,
         )
+        self.refusals = RefusalMetrics(registry)  # drainer_upstream_refused{reason}
         self.last_success = Gauge(
             "drainer_last_success_timestamp_seconds",
             "Unix time of the last successful cycle of the account.",
@@ -203,6 +205,7 @@ class Metrics:
             self.upstream_forbidden,
         ):
             metric.labels(source=source, account=account)
+        self.refusals.add_account(source, account)
         for reason in DEADLETTER_REASONS:
             self.deadletter.labels(source=source, account=account, reason=reason)
         for endpoint in ENDPOINTS[source]:

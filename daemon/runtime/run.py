@@ -29,7 +29,11 @@ from daemon.worker import Worker, drive
 log = structlog.get_logger("daemon.runtime.run")
 
 STOP_BUDGET = 20.0  # SPEC §5: exit within 20 s of SIGTERM
-INTAKE_JOIN = 12.0  # an in-flight pull has a 10 s read timeout
+# A pull in flight at SIGTERM gets this long to be answered and spooled (fsynced; published
+# now or at the next start). Its read timeout is 60 s (a slow answer abandoned is a batch
+# lost), so one answered later than this is cut off by the exit: SPEC §2's "in flight when
+# the process is killed". The publishers keep publishing meanwhile; 5 s stay for the rest.
+INTAKE_JOIN = 15.0
 WATCHDOG_EVERY = 2.0
 MAIN_SLICE = 0.2
 SWITCH_INTERVAL = 0.001

@@ -90,6 +90,7 @@ class DocPlannerSandbox(SandboxServer):
     ) -> None:
         super().__init__(clock=clock, latency=latency, host=host, port=port, seed=seed)
         self.requests_per_hour = requests_per_hour
+        self.api_prefix = API_PREFIX  # tests move it to simulate a routing change upstream
         # [OAS] pull body shape (seed: docplanner-api-notes.md §1): benchmarks encode each
         # notification once, when queued, so serving a pull costs almost nothing.
         self.preencode = preencode
@@ -212,7 +213,9 @@ class DocPlannerSandbox(SandboxServer):
             if request.method != "POST":
                 return _error(405, "Method not allowed")
             return self._token(request)
-        route = request.path.removeprefix(API_PREFIX)
+        route = request.path.removeprefix(self.api_prefix)
+        if request.path == route:
+            return self._unknown_route()
         if route in ("/notifications", "/notifications/multiple"):
             if request.method != "GET":
                 # [G] errors: "405 Method Not Allowed - The HTTP method used is not supported".
@@ -223,7 +226,14 @@ class DocPlannerSandbox(SandboxServer):
             if request.method != "POST":
                 return _error(405, "Method not allowed")  # [G] errors, 405
             return self._release(request)  # [OAS] POST /notifications/release
-        return _error(404, "Not found")
+        return self._unknown_route()
+
+    def _unknown_route(self) -> Response:
+        # [OAS] Error example: 404 {"errors": [], "message": "Object not found"}. An unknown
+        # route (a wrong base URL, a moved API): docs silent; this answer has the empty
+        # queue's media type and shape with another message, the strictest test of a client
+        # that must read only "No notifications found" as an empty queue.
+        return _error(404, "Object not found")
 
     def _token(self, request: Request) -> Response:
         with self._lock:

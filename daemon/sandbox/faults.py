@@ -14,6 +14,7 @@ endpoint). The simulator decides what each kind means for its protocol:
 ``truncate``    a valid HTTP response whose JSON body is cut in half
 ``malformed``   a real batch/page with one or two invalid items mixed in
 ``slow:S``      the request is delayed ``S`` seconds, then served normally
+``slow_answer:S`` served normally (a pull pops its batch), the answer sent ``S`` s later
 ``token_expired`` every token is revoked first, so the request gets ``401``
 ``ok``          no fault (only useful inside a script)
 =============== ===============================================================
@@ -39,9 +40,12 @@ KINDS = (
     "truncate",
     "malformed",
     "slow",
+    "slow_answer",
     "token_expired",
 )
-"""Every fault kind; ``slow`` is written ``slow:SECONDS`` in scripts and rate tables."""
+"""Every fault kind; ``slow`` and ``slow_answer`` take ``:SECONDS`` in scripts and rate tables."""
+
+DELAYED = ("slow", "slow_answer")
 
 RETRY_AFTER_SECONDS = 1
 """How long an injected ``429`` asks the client to wait (short, to keep tests fast)."""
@@ -64,20 +68,20 @@ class Fault:
             return None
         if name not in KINDS:
             raise ValueError(f"unknown fault {spec!r}; expected one of {', '.join(KINDS)}")
-        if name == "slow":
+        if name in DELAYED:
             try:
                 seconds = float(arg) if arg else 1.0
             except ValueError:
-                raise ValueError(f"bad delay in fault {spec!r}; expected slow:SECONDS") from None
+                raise ValueError(f"bad delay in fault {spec!r}; expected {name}:SECONDS") from None
             if seconds < 0:
                 raise ValueError(f"negative delay in fault {spec!r}")
-            return cls("slow", seconds)
+            return cls(name, seconds)
         if arg:
             raise ValueError(f"fault {name!r} takes no argument")
         return cls(name)
 
     def __str__(self) -> str:
-        return f"slow:{self.seconds:g}" if self.kind == "slow" else self.kind
+        return f"{self.kind}:{self.seconds:g}" if self.kind in DELAYED else self.kind
 
 
 class Faults:
@@ -143,5 +147,5 @@ class Faults:
 
 def all_kinds_rates(total: float) -> dict[str, float]:
     """Spread a total fault probability over every kind (``slow`` as ``slow:0.5``)."""
-    names = [kind if kind != "slow" else "slow:0.5" for kind in KINDS]
+    names = [f"{kind}:0.5" if kind in DELAYED else kind for kind in KINDS]
     return {name: total / len(names) for name in names}

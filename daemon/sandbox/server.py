@@ -133,6 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
         app.record(
             request.method, request.path, 0 if response.action == "reset" else response.status
         )
+        delay = app.take_answer_delay()
+        if delay > 0 and response.action != "reset":
+            app.wait(delay)  # the ``slow_answer`` fault: served (popped) now, answered later
         if response.action == "reset":
             # Abortive close: SO_LINGER 0 turns the close into an RST, nothing is written.
             linger = struct.pack("ii", 1, 0)
@@ -218,6 +221,7 @@ class SandboxServer:
         self._httpd: _HTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._answer_delay = threading.local()  # per handler thread: this request's slow_answer
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -283,7 +287,15 @@ class SandboxServer:
             self.wait(fault.seconds)
         if fault is not None and fault.kind == "token_expired":
             self.expire_tokens()
+        if fault is not None and fault.kind == "slow_answer":
+            self._answer_delay.seconds = fault.seconds
         return fault
+
+    def take_answer_delay(self) -> float:
+        """Seconds to hold this thread's response back (``slow_answer``), then 0 again."""
+        seconds = float(getattr(self._answer_delay, "seconds", 0.0))
+        self._answer_delay.seconds = 0.0
+        return seconds
 
     def record(self, method: str, path: str, status: int) -> None:
         with self._lock:

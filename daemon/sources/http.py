@@ -26,12 +26,16 @@ from urllib.parse import urlsplit
 import requests
 from requests.utils import get_environ_proxies
 
-from daemon.errors import AuthError, RateLimitedError, TransientError
+from daemon.errors import AuthError, NotFoundError, RateLimitedError, TransientError
 from daemon.metrics import Metrics
 from daemon.sources.budget import SlidingWindowBudget
 
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 10.0  # a SIGTERM must be able to finish an in-flight pull within 20 s
+CONNECT_TIMEOUT = (
+    5.0  # a loopback or LAN-speed TCP (and TLS) handshake; beyond this the host is down
+)
+READ_TIMEOUT = 10.0  # non-destructive calls (tokens, MyInvois pages, release): retrying is free
+# A DocPlanner pull is destructive (up to 100 notifications already removed upstream): a
+# slow answer abandoned is a batch lost, so its read timeout is generous (see api.py).
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_RATE_LIMIT_WAIT = 3700.0
 
@@ -128,10 +132,12 @@ class UpstreamClient:
         params: Mapping[str, Any] | None = None,
         data: Mapping[str, str] | None = None,
         auth: tuple[str, str] | None = None,
+        timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
         """Send one request; return the response unless it is a 429 or a transient failure.
 
         Other 4xx responses (401, 403, 404, 400) are returned for the caller to interpret.
+        ``timeout`` is this call's (connect, read) timeout; default the client's.
         """
         labels = {"source": self.source, "account": self.account}
         started = time.perf_counter()
@@ -143,7 +149,7 @@ class UpstreamClient:
                 params=params,
                 data=data,
                 auth=auth,
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 allow_redirects=False,
                 proxies=self.proxies_for(url),
             )
@@ -257,6 +263,9 @@ def token_from(response: requests.Response, what: str) -> tuple[str, float]:
     """``(access_token, expires_in)`` from a token response, or AuthError/TransientError."""
     if response.status_code in (400, 401, 403):
         raise AuthError(f"{what}: token request refused ({response.status_code})")
+    if response.status_code == 404:
+        # No token endpoint there: the configured URL is wrong (or the route moved).
+        raise NotFoundError(f"{what}: token endpoint not found (404): check base_url")
     if response.status_code != 200:
         raise TransientError(f"{what}: token endpoint answered {response.status_code}")
     try:

@@ -8,6 +8,11 @@ in memory and re-appended before any further pull.
 A 403 on a pull does not stop the account (a queue that is not pulled expires after
 72 h): it backs off up to REFUSED_CAP (5 min), is named in /readyz while it lasts, is counted
 in ``drainer_upstream_forbidden_total``, and pulling resumes by itself once it stops.
+
+A 404 is an empty queue only with the documented body (see ``api.is_empty_queue``). Any
+other 404, on the pull or the token endpoint (a wrong ``base_url``, a moved route), is a
+failing state handled like a 403: named in /readyz at once, counted in
+``drainer_upstream_refused{reason="not_found"}``, retried with the same capped backoff.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import structlog
 from daemon.errors import (
     AuthError,
     ForbiddenError,
+    NotFoundError,
     RateLimitedError,
     SpoolError,
     SpoolFullError,
@@ -93,6 +99,10 @@ class DocPlannerPuller:
             self.metrics.upstream_forbidden.labels(**self._labels).inc()
             self.health.refused(str(exc), now)
             return self._forbidden.next()
+        except NotFoundError as exc:
+            self.metrics.refusals.record("docplanner", self.account.name, "not_found", True)
+            self.health.refused(str(exc), now)
+            return self._forbidden.next()
         except (TransientError, AuthError) as exc:
             self.health.failed(str(exc), now)
             return self._backoff.next()
@@ -112,6 +122,7 @@ class DocPlannerPuller:
     def _done(self, now: float) -> None:
         self._backoff.reset()
         self._forbidden.reset()
+        self.metrics.refusals.record("docplanner", self.account.name, "not_found", False)
         self.health.clear_detail("not_ready")
         wall = self.wall_clock()
         self.health.succeeded(wall)
