@@ -19,7 +19,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -42,12 +42,17 @@ _REASONS = {"500": "Internal Server Error", "503": "Service Unavailable"}
 
 @dataclass(frozen=True)
 class DocPlannerClient:
-    """One OAuth client; ``push_url`` set means DocPlanner pushes to it (release allowed)."""
+    """One OAuth client; ``push_url`` set means DocPlanner pushes to it (release allowed).
+
+    ``enabled`` False: an API client "not enabled" ([OAS] release 403), until
+    :meth:`DocPlannerSandbox.set_enabled` enables it.
+    """
 
     client_id: str
     client_secret: str
     push_url: str | None = None
     push_token: str | None = None
+    enabled: bool = True
 
 
 @dataclass
@@ -111,6 +116,12 @@ class DocPlannerSandbox(SandboxServer):
         with self._lock:
             window = SlidingWindow(self.requests_per_hour, 3600.0)
             self._accounts[client.client_id] = _Account(client, window)
+
+    def set_enabled(self, client_id: str, enabled: bool = True) -> None:
+        """Enable (or disable) a client, as DocPlanner's staff would."""
+        with self._lock:
+            account = self._account(client_id)
+            account.client = replace(account.client, enabled=enabled)
 
     def _account(self, client_id: str) -> _Account:
         try:
@@ -354,8 +365,9 @@ class DocPlannerSandbox(SandboxServer):
         accept = request.header("Accept") or ""
         if MEDIA_TYPE not in accept and ERROR_TYPE not in accept:
             response = _error(406, f"Not acceptable: send Accept: {ERROR_TYPE}")
-        elif account.client.push_url is None:
-            # [OAS] release 403: "API client is not using PUSH communication model".
+        elif account.client.push_url is None or not account.client.enabled:
+            # [OAS] release 403: "API client is not using PUSH communication model or API
+            # client is not enabled", body {"errors":[],"message":"You are not allowed ..."}.
             response = _error(403, "You are not allowed to use this method")
         else:
             response = self._release_now(account)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -297,10 +297,10 @@ def test_release_at_start_redispatches_pushes_that_failed_while_the_daemon_was_d
     )
 
 
-def test_release_403_stops_calling_and_readyz_names_it_while_pushes_still_work(
+def test_release_403_backs_off_and_readyz_names_it_while_pushes_still_work(
     tmp_path: Path, redis_server: LocalRedis, redis_client: redis.Redis
 ) -> None:
-    """Upstream says pull-only: one release call, /readyz 503 naming it, 403 counted."""
+    """Upstream says pull-only: a release call, /readyz 503 naming it, 403 counted, backoff."""
     with DocPlannerSandbox(clients=[push_client(None)]) as sandbox:
         config = write_config(
             tmp_path / "drainer.toml", redis_server.url, docplanner=[push_account(sandbox)]
@@ -539,18 +539,32 @@ def test_release_429_waits_until_retry_at(make_release: Any) -> None:
         assert sandbox.release_calls[-1] == ("pl-id", 204)
 
 
-def test_release_403_stops_calling_and_marks_the_worker_not_ready(make_release: Any) -> None:
-    """A pull-only client gets 403: never called again, health.detail names it."""
-    with DocPlannerSandbox(clients=[push_client(None)]) as sandbox:
+def test_release_403_backs_off_capped_names_it_and_recovers_once_enabled(
+    make_release: Any,
+) -> None:
+    """A client not enabled gets 403: named, retried (at most every 5 min); enabled: 204."""
+    port = free_port()
+    client = replace(push_client(port), enabled=False)
+    with DocPlannerSandbox(clients=[client]) as sandbox:
         release: Release = make_release(sandbox.base_url)
-        fake, scheduler = release.clock, release.scheduler
-        scheduler.tick(fake.now)
-        assert sandbox.release_calls == [("pl-id", 403)]
+        fake, scheduler, registry = release.clock, release.scheduler, release.metrics.registry
+        refused = {**LABELS, "reason": "release_forbidden"}
+        waits = []
+        for _ in range(8):
+            waits.append(scheduler.tick(fake.now))
+            fake.now += waits[-1]
+        assert sandbox.release_calls == [("pl-id", 403)] * 8, "kept trying"
+        assert all(0 < wait <= 300.0 for wait in waits), waits
+        assert max(waits) > 100, "backed off"
         assert str(scheduler.health.detail["not_ready"]).startswith("release forbidden")
-        for hours in (1, 2, 24):
-            fake.now = 1000.0 + hours * 3600
-            scheduler.tick(fake.now)
-        assert sandbox.release_calls == [("pl-id", 403)]
+        assert registry.get_sample_value("drainer_upstream_refused", refused) == 1
+        assert registry.get_sample_value("drainer_upstream_refusals_total", refused) == 8
+        sandbox.set_enabled("pl-id")
+        assert scheduler.tick(fake.now) == 3600.0
+        assert sandbox.release_calls[-1] == ("pl-id", 204)
+        assert "not_ready" not in scheduler.health.detail
+        assert scheduler.health.failing_since is None
+        assert registry.get_sample_value("drainer_upstream_refused", refused) == 0
 
 
 def test_release_transient_error_backs_off(make_release: Any) -> None:

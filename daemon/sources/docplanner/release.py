@@ -1,9 +1,11 @@
 """DocPlanner release: ``POST /notifications/release`` on a cadence, one scheduler per push account.
 
 :class:`ReleaseScheduler` calls release once per ``release_interval`` (the first call right
-after start): 204 is success; 429 waits for its ``Retry-After``; 403 (the client is not in
-push mode) stops the calls for good and makes ``/readyz`` name the account; other failures
-back off. Its budget is separate from the GET budget (see ``UpstreamClient``), so a
+after start): 204 is success; 429 waits for its ``Retry-After``; other failures back off.
+A 403 ("API client is not using PUSH communication model or API client is not enabled")
+can change (an operator enables the client): it is named in ``/readyz`` (``not_ready``),
+counted in ``drainer_upstream_refused{reason="release_forbidden"}``, and retried with a
+capped backoff (seconds at first, at most REFUSED_CAP = 5 min) until a 204 clears it. Its budget is separate from the GET budget (see ``UpstreamClient``), so a
 release 429 (up to an hour) never pauses pulling.
 """
 
@@ -14,11 +16,11 @@ from collections.abc import Callable
 
 import structlog
 
-from daemon.errors import AuthError, RateLimitedError, TransientError
+from daemon.errors import AuthError, NotFoundError, RateLimitedError, TransientError
 from daemon.metrics import Metrics
 from daemon.settings import DocPlannerAccount
 from daemon.sources.docplanner.api import DocPlannerApi
-from daemon.worker import Backoff, Health
+from daemon.worker import Backoff, Health, refused_backoff
 
 log = structlog.get_logger("daemon.sources.docplanner.release")
 
@@ -39,14 +41,13 @@ class ReleaseScheduler:
         self.metrics = metrics
         self.wall_clock = wall_clock
         self.health = Health("docplanner", account.name, "release")
-        self.forbidden = False
+        self.forbidden = False  # the last answer was 403 (retried with self._forbidden)
         self.next_at: float | None = None  # monotonic time of the next call; None = now
         self._backoff = Backoff(base=5.0, cap=600.0)
+        self._forbidden = refused_backoff()
         self._labels = {"source": "docplanner", "account": account.name}
 
     def tick(self, now: float) -> float:
-        if self.forbidden:
-            return 3600.0
         if self.next_at is not None and now < self.next_at:
             return self.next_at - now
         try:
@@ -60,12 +61,19 @@ class ReleaseScheduler:
                 retry_in=round(self.next_at - now, 1),
             )
             return self.next_at - now
-        except (TransientError, AuthError) as exc:
+        except (TransientError, AuthError, NotFoundError) as exc:
             self.health.failed(f"release: {exc}", now)
             self.next_at = now + self._backoff.next()
             return self.next_at - now
         if status in (200, 204):
             self._backoff.reset()
+            self._forbidden.reset()
+            if self.forbidden:
+                self.forbidden = False
+                self.health.clear_detail("not_ready")
+                self.metrics.refusals.record(
+                    "docplanner", self.account.name, "release_forbidden", False
+                )
             wall = self.wall_clock()
             self.health.succeeded(wall)
             self.metrics.last_success.labels(**self._labels).set(wall)
@@ -73,15 +81,17 @@ class ReleaseScheduler:
             log.info("docplanner.released", account=self.account.name)
             return self.account.release_interval
         if status == 403:
+            if not self.forbidden:
+                log.error("docplanner.release_forbidden", account=self.account.name)
             self.forbidden = True
+            self.metrics.refusals.record("docplanner", self.account.name, "release_forbidden", True)
             reason = (
                 "release forbidden: DocPlanner answered 403 (client not in push mode or "
-                "not enabled); release calls stopped until restart"
+                "not enabled)"
             )
-            self.health.set_detail("not_ready", reason)
-            self.health.failed(reason, now)
-            log.error("docplanner.release_forbidden", account=self.account.name)
-            return 3600.0
+            self.health.refused(reason, now)  # not_ready, with the backoff's cap
+            self.next_at = now + self._forbidden.next()
+            return self.next_at - now
         self.health.failed(f"release answered {status}", now)
         self.next_at = now + self._backoff.next()
         return self.next_at - now
