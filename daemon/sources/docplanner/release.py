@@ -6,7 +6,8 @@ A 403 ("API client is not using PUSH communication model or API client is not en
 can change (an operator enables the client): it is named in ``/readyz`` (``not_ready``),
 counted in ``drainer_upstream_refused{reason="release_forbidden"}``, and retried with a
 capped backoff (seconds at first, at most REFUSED_CAP = 5 min) until a 204 clears it.
-Its budget is separate from the GET budget (see ``UpstreamClient``), so a release 429 (up to an hour) never pauses pulling.
+Its budget is separate from the GET budget (see ``UpstreamClient``), so a release 429
+(up to an hour) never pauses pulling.
 """
 
 from __future__ import annotations
