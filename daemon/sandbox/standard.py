@@ -15,16 +15,19 @@ from daemon.sandbox.ratelimit import SlidingWindow
 from daemon.sandbox.server import Response, json_body
 
 
-def error(status: int, code: str, message: str, target: str | None = None) -> Response:
+def error(
+    status: int, code: str, message: str, target: str | None = None, message_ms: str | None = None
+) -> Response:
     # Standard Error Response (https://sdk.myinvois.hasil.gov.my/standard-error-response/):
-    # {"error": {propertyName, propertyPath, errorCode, error, errorMS, target, innerError}}.
+    # {"error": {propertyName, propertyPath, errorCode, error, errorMS, target, innerError}};
+    # error is English, errorMS Malay "if available" (else the English text here).
     body: dict[str, Any] = {
         "error": {
             "propertyName": target,
             "propertyPath": target,
             "errorCode": code,
             "error": message,
-            "errorMS": message,
+            "errorMS": message_ms or message,
             "target": target,
             "innerError": [],
         }
@@ -64,7 +67,7 @@ def refusal(kind: str) -> Response:
     if kind == "400":
         # Standard errors: 400 BadRequest, "Request should not be repeated without
         # modifying the parameters".
-        return error(400, "BadRequest", "The request is not valid")
+        return error(400, "BadRequest", "The request is not valid", None, "Permintaan tidak sah")
     # Standard errors: 403 "client does not have access to the API or data requested";
     # when it stops is not documented (a transient refusal).
     return error(403, "Forbidden", "Access to the data requested is denied")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.commands.status import EXIT_NOT_READY
+from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from tests.helpers import Daemon, dp_account, wait_for, write_config
 
 
@@ -38,3 +41,45 @@ def test_a_wrong_docplanner_base_url_makes_readyz_503_naming_the_account(
             assert f"{refused} 1.0" in metrics
             assert daemon.stop() == 0
         assert sandbox.count_status(404) >= 1
+
+
+def status(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "status", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_myinvois_400_not_about_page_size_shows_its_text_in_status(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """Every page refused with 400 BadRequest: status names the account with upstream's text."""
+    clients = [MyInvoisClient(client_id="acme-id", client_secret="acme-id-secret-value")]
+    with MyInvoisSandbox(clients=clients, requests_per_minute=6000) as sandbox:
+        sandbox.faults.set_rates({"400": 1.0})
+        account = {
+            "name": "acme",
+            "base_url": sandbox.base_url,
+            "client_id": "acme-id",
+            "client_secret": "acme-id-secret-value",
+            "requests_per_minute": 6000,
+        }
+        config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[account])
+        with Daemon(config) as daemon:
+            wait_for(lambda: readyz(daemon)[0] == 503, 60, "/readyz 503")
+            result = status(config, "--json")
+            human = status(config)
+            metrics = daemon.metrics()
+            assert daemon.stop() == 0
+    assert result.returncode == EXIT_NOT_READY, result.stderr
+    (found,) = json.loads(result.stdout)["accounts"]
+    assert found["upstream_error"] == "BadRequest: The request is not valid", found
+    assert "400" in found["last_error"]
+    assert "BadRequest: The request is not valid" in human.stdout
+    assert "BadRequest: The request is not valid" in human.stderr  # the problem line
+    assert "acme-id-secret-value" not in human.stdout + human.stderr + result.stdout
+    refused = 'drainer_upstream_refused{account="acme",reason="bad_request",source="myinvois"}'
+    assert f"{refused} 1.0" in metrics

@@ -64,6 +64,9 @@ EXPECTED_ALERTS = {
     "LeaseHeldTwice",
     "DocPlannerPushRejected",
     "DrainerRestarting",
+    "DocPlannerNotFound",
+    "MyInvoisRequestRefused",
+    "DocPlannerReleaseForbidden",
 }
 
 

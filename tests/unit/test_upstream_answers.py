@@ -1,13 +1,15 @@
-"""Upstream answers read as the documents mean them (issue 25): the DocPlanner 404 body."""
+"""Upstream answers read as the documents mean them (issue 25): 404 bodies, 400 texts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from daemon.errors import NotFoundError
 from daemon.sources.docplanner.api import is_empty_queue
+from daemon.sources.myinvois.api import UPSTREAM_TEXT_MAX, upstream_text
 from tests.unit.test_puller import BODY, make
 
 REFUSED = {"source": "docplanner", "account": "pl", "reason": "not_found"}
@@ -61,3 +63,28 @@ def test_an_unexpected_404_is_named_counted_backed_off_and_cleared(tmp_path: Pat
     assert "not_ready" not in puller.health.snapshot().detail
     assert registry.get_sample_value("drainer_upstream_refused", REFUSED) == 0
     assert puller.health.failing_since is None
+
+
+def test_the_myinvois_error_text_is_read_from_the_standard_error_response() -> None:
+    """errorCode: error (propertyName); Malay when no English; control chars gone; capped."""
+    official = {
+        "error": {
+            "propertyName": "dateFrom",
+            "propertyPath": None,
+            "errorCode": "BadArgument",
+            "error": "Date range\nis too long",
+            "errorMS": "Julat tarikh terlalu panjang",
+            "target": "dateFrom",
+            "innerError": [],
+        }
+    }
+    assert upstream_text(json.dumps(official).encode()) == (
+        "BadArgument: Date range is too long (dateFrom)"
+    )
+    malay = {"error": {"errorCode": "BadRequest", "errorMS": "Permintaan\x07 tidak sah"}}
+    assert upstream_text(json.dumps(malay).encode()) == "BadRequest: Permintaan  tidak sah"
+    long = {"error": {"errorCode": "X", "error": "y" * 500}}
+    text = upstream_text(json.dumps(long).encode())
+    assert len(text) == UPSTREAM_TEXT_MAX and text.endswith("…")
+    for body in (b"<html>400</html>", b"", b'{"error": "flat"}', b"[]"):
+        assert upstream_text(body) == ""

@@ -9,11 +9,15 @@ per (client, TIN).
 
 Answers: 401 refreshes the token once; 403 is :class:`ForbiddenError` (the poller backs
 off and retries); a 400 whose error names ``pageSize`` is :class:`PageSizeRefusedError`
-(the poller halves its page size); any other 400 is :class:`BadRequestError`.
+(the poller halves its page size); any other 400 is :class:`BadRequestError`, whose
+message quotes the upstream's own error text after :data:`UPSTREAM_SAID` (errorCode,
+error, propertyName of the standard error response; printable, at most 200 characters)
+so that ``/readyz`` and ``drainer status`` show what MyInvois objected to.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +36,8 @@ from daemon.sources.http import TokenCache, UpstreamClient, token_from
 
 TOKEN_PATH = "/connect/token"  # noqa: S105 - a URL path, not a secret
 NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
+UPSTREAM_SAID = "upstream said: "  # then the upstream's error text as a JSON string
+UPSTREAM_TEXT_MAX = 200
 
 
 class TokenRejectedError(TransientError):
@@ -117,7 +123,9 @@ class MyInvoisApi:
             if page_size_named:
                 raise PageSizeRefusedError(f"myinvois {name}: 400, pageSize {page_size} refused")
             what = f"argument {target}" if target else "request"
-            raise BadRequestError(f"myinvois {name}: 400, the server refused our {what}")
+            said = upstream_text(response.content)
+            quoted = f"; {UPSTREAM_SAID}{json.dumps(said, ensure_ascii=False)}" if said else ""
+            raise BadRequestError(f"myinvois {name}: 400, the server refused our {what}{quoted}")
         raise TransientError(f"myinvois {name}: notifications answered {code}")
 
 
@@ -143,6 +151,34 @@ def _error_target(body: bytes) -> tuple[bool, str]:
     words = " ".join(text for text in texts if isinstance(text, str))
     target = next((t for t in texts[:2] if isinstance(t, str) and t in QUERY_PARAMETERS), "")
     return "pagesize" in words.lower(), target
+
+
+def upstream_text(body: bytes) -> str:
+    """``errorCode: error (propertyName)`` of a standard error response, made safe to show.
+
+    https://sdk.myinvois.hasil.gov.my/standard-error-response/: ``error`` is the English
+    text, ``errorMS`` the Malay one (used when there is no English). Control characters
+    become spaces and the text is cut at :data:`UPSTREAM_TEXT_MAX`; "" when there is none.
+    """
+    try:
+        document = loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return ""
+
+    def text(key: str) -> str:
+        value = error.get(key)
+        return " ".join(value.split()) if isinstance(value, str) else ""
+
+    message = text("error") or text("errorMS") or text("message")
+    code = text("errorCode") or text("code")
+    found = ": ".join(part for part in (code, message) if part)
+    if found and text("propertyName"):
+        found += f" ({text('propertyName')})"
+    found = "".join(ch if ch.isprintable() else " " for ch in found)
+    return found if len(found) <= UPSTREAM_TEXT_MAX else found[: UPSTREAM_TEXT_MAX - 1] + "…"
 
 
 def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:

@@ -163,6 +163,7 @@ class MyInvoisPoller:
         window.add_page(items, has_next, datetime.fromtimestamp(self.wall_clock(), tz=UTC))
         self._backoff.reset()  # the next fault starts from a short backoff again
         self._refused.reset()
+        self.metrics.refusals.record("myinvois", self.account.name, "bad_request", False)
         self.health.clear_detail("not_ready")
         return 0.0
 
@@ -183,6 +184,8 @@ class MyInvoisPoller:
         """403 or a 400 we cannot fix: named in /readyz, capped backoff, retried."""
         if isinstance(exc, ForbiddenError):
             self.metrics.upstream_forbidden.labels(**self._labels).inc()
+        else:  # a 400 (its upstream text is in the message): for the alert
+            self.metrics.refusals.record("myinvois", self.account.name, "bad_request", True)
         self.last_error = exc
         self.health.refused(str(exc), now)
         return self._refused.next()

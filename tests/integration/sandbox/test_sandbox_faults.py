@@ -277,3 +277,16 @@ def test_mi_slow_and_token_expired(mi: MyInvoisSandbox, mi_api: Any) -> None:
     assert time.monotonic() - started >= 0.3
     assert mi_api.page(token).status_code == 401
     assert mi_api.page(mi_api.token()).status_code == 200
+
+
+def test_mi_injected_400_uses_the_official_error_shape(mi: MyInvoisSandbox, mi_api: Any) -> None:
+    """An injected 400: {"error": {...}} with every official field, English and Malay text."""
+    token = mi_api.token()
+    mi.faults.script(["400"])
+    response = mi_api.page(token)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == ERROR_FIELDS and error["errorCode"] == "BadRequest"
+    assert error["error"] == "The request is not valid"
+    assert error["errorMS"] == "Permintaan tidak sah"
+    assert mi_api.page(token).status_code == 200
