@@ -92,6 +92,8 @@ class DocPlannerSandbox(SandboxServer):
         port: int = 0,
         seed: int = 0,
         preencode: bool = False,
+        push_retries: str = "once",
+        push_retry_scale: float = 1.0,
     ) -> None:
         super().__init__(clock=clock, latency=latency, host=host, port=port, seed=seed)
         self.requests_per_hour = requests_per_hour
@@ -104,11 +106,16 @@ class DocPlannerSandbox(SandboxServer):
         self.factory = NotificationFactory(seed)
         self.release_calls: list[tuple[str, int]] = []
         self._accounts: dict[str, _Account] = {}
-        self.pusher = PushEmitter()
+        # "once" [OAS] or "guide" [G] retries after 1, 5, 15 min: see daemon.sandbox.push_retry.
+        self.pusher = PushEmitter(push_retries, push_retry_scale)
         self._malformed_serial = 0
         self._rng = random.Random(seed)
         for client in clients:
             self.add_client(client)
+
+    def stop(self) -> None:
+        self.pusher.retries.close()
+        super().stop()
 
     # -- test and demo API -------------------------------------------------------------
 

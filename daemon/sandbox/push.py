@@ -1,7 +1,9 @@
 """DocPlanner's push emitter: POST each notification as JSON to a client's endpoint.
 
 Non-2xx pushes are remembered per client as "failed"; a successful ``release`` call
-hands them back for re-dispatch. Deliveries run in the caller's thread.
+hands them back for re-dispatch. Deliveries run in the caller's thread; retries after a
+failed push (``push_retries="guide"``) run in :class:`PushRetries`' thread, and a push
+still failing after them becomes "failed".
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from daemon.sandbox.push_retry import PushRetries
 from daemon.sandbox.server import json_body
 
 PUSH_TIMEOUT = 10.0
@@ -60,19 +63,38 @@ def post_each(url: str, token: str | None, notifications: Iterable[Any]) -> list
 class PushEmitter:
     """Pushes notifications and remembers, per client, which got a 2xx and which failed."""
 
-    def __init__(self) -> None:
+    def __init__(self, retries: str = "once", retry_scale: float = 1.0) -> None:
         self._lock = threading.Condition()
         self._pushed: dict[str, list[Any]] = {}
         self._failed: dict[str, list[Any]] = {}
         self._redispatching = 0
+        self.retries = PushRetries(retries, retry_scale, deliver=self._retry, bury=self._bury)
 
-    def send(self, client_id: str, url: str, token: str | None, items: list[Any]) -> list[int]:
+    def send(
+        self, client_id: str, url: str, token: str | None, items: list[Any], retry: bool = True
+    ) -> list[int]:
         statuses = post_each(url, token, items)
         with self._lock:
             for item, status in zip(items, statuses, strict=True):
-                book = self._pushed if 200 <= status < 300 else self._failed
-                book.setdefault(client_id, []).append(item)
+                if 200 <= status < 300:
+                    self._pushed.setdefault(client_id, []).append(item)
+                elif not (retry and self.retries.schedule((client_id, url, token, item))):
+                    self._failed.setdefault(client_id, []).append(item)
         return statuses
+
+    def _retry(self, job: tuple[str, str, str | None, Any]) -> bool:
+        client_id, url, token, item = job
+        (status,) = post_each(url, token, [item])
+        if 200 <= status < 300:
+            with self._lock:
+                self._pushed.setdefault(client_id, []).append(item)
+            return True
+        return False
+
+    def _bury(self, job: tuple[str, str, str | None, Any]) -> None:
+        client_id, _, _, item = job
+        with self._lock:
+            self._failed.setdefault(client_id, []).append(item)
 
     def pushed(self, client_id: str) -> list[Any]:
         with self._lock:
@@ -91,7 +113,7 @@ class PushEmitter:
     def redispatch(self, client_id: str, url: str, token: str | None, items: list[Any]) -> None:
         try:
             if items:
-                self.send(client_id, url, token, items)
+                self.send(client_id, url, token, items, retry=False)
         finally:
             with self._lock:
                 self._redispatching -= 1
