@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.commands.status import EXIT_NOT_READY
+from daemon.envelope import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
-from tests.helpers import Daemon, dp_account, wait_for, write_config
+from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 
 
 def readyz(daemon: Daemon) -> tuple[int, dict[str, Any]]:
@@ -83,3 +86,25 @@ def test_a_myinvois_400_not_about_page_size_shows_its_text_in_status(
     assert "acme-id-secret-value" not in human.stdout + human.stderr + result.stdout
     refused = 'drainer_upstream_refused{account="acme",reason="bad_request",source="myinvois"}'
     assert f"{refused} 1.0" in metrics
+
+
+def test_sigterm_while_a_slow_pull_is_in_flight_waits_for_it_and_publishes_it(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """SIGTERM just after a pull popped its batch; the answer comes 11 s later: published, exit 0."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    with DocPlannerSandbox(clients=[DocPlannerClient("pl-id", "pl-secret-value")]) as sandbox:
+        queued = sandbox.enqueue("pl-id", 20)
+        sandbox.faults.script(["slow_answer:11"])
+        account = dp_account("pl", sandbox)
+        config = write_config(tmp_path / "drainer.toml", redis_server.url, docplanner=[account])
+        with Daemon(config) as daemon:
+            wait_for(lambda: sandbox.handed_out("pl-id"), 30, "the batch popped upstream")
+            started = time.monotonic()
+            assert daemon.stop(timeout=30) == 0
+            took = time.monotonic() - started
+    assert took < 20, f"exit took {took:.1f}s"
+    ids = {entry["event_id"] for entry in stream_entries(client, "drainer:{docplanner}")}
+    client.close()
+    assert ids == {docplanner_event_id("pl", item) for item in queued}
