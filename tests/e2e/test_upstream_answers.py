@@ -91,7 +91,7 @@ def test_a_myinvois_400_not_about_page_size_shows_its_text_in_status(
 def test_sigterm_while_a_slow_pull_is_in_flight_waits_for_it_and_publishes_it(
     tmp_path: Path, redis_server: LocalRedis
 ) -> None:
-    """SIGTERM just after a pull popped its batch; the answer comes 11 s later: published, exit 0."""
+    """SIGTERM right after a pull popped its batch, answered 11 s later: published, exit 0."""
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     client.flushall()
     with DocPlannerSandbox(clients=[DocPlannerClient("pl-id", "pl-secret-value")]) as sandbox:
