@@ -24,11 +24,11 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon.commands.status_upstream import upstream_lines, upstream_said
 from daemon.envelope import PullBatch, parse_pull_body
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import connect, related_key
 from daemon.sink.groups import read_groups
-from daemon.sources.myinvois.api import UPSTREAM_SAID
 from daemon.spool import decode_payload, scan
 from daemon.spool.files import read_private
 
@@ -172,7 +172,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                 ),
                 "last_error": _errors(failing, f"myinvois:{mi.name}:"),
                 # What MyInvois said about a request it refuses (a 400 not about pageSize).
-                "upstream_error": _upstream_said(failing, f"myinvois:{mi.name}:"),
+                "upstream_error": upstream_said(failing, f"myinvois:{mi.name}:"),
             }
         )
     client.close()
@@ -201,30 +201,6 @@ def _errors(failing: dict[str, str], prefix: str) -> str | None:
         if name.startswith(prefix)
     ]
     return "; ".join(found) or None
-
-
-def _upstream_lines(report: dict[str, Any]) -> str:
-    """One line per account whose upstream refuses a request, with what it said (unwrapped)."""
-    return "".join(
-        f"\n{account['source']} {account['account']}: upstream said: {account['upstream_error']}"
-        for account in report["accounts"]
-        if account.get("upstream_error")
-    )
-
-
-def _upstream_said(failing: dict[str, str], prefix: str) -> str | None:
-    """The upstream's error text quoted in a failing worker's reason (``UPSTREAM_SAID``)."""
-    decoder = json.JSONDecoder()
-    for name, why in failing.items():
-        at = why.find(UPSTREAM_SAID) if name.startswith(prefix) else -1
-        if at >= 0:
-            try:
-                said, _ = decoder.raw_decode(why, at + len(UPSTREAM_SAID))
-            except ValueError:
-                continue
-            if isinstance(said, str):
-                return said
-    return None
 
 
 def problems(report: dict[str, Any]) -> list[tuple[int, str]]:
@@ -307,7 +283,7 @@ def render(report: dict[str, Any]) -> None:
         state = "not ready"
     else:
         state = str(daemon.get("daemon"))
-    heading = f"daemon: {state}   redis: {report['redis']}" + _upstream_lines(report)
+    heading = f"daemon: {state}   redis: {report['redis']}" + upstream_lines(report)
     tables = [(HEADERS, _rows(report)), (GROUP_HEADERS, _group_rows(report["consumer_groups"]))]
     try:
         from rich.console import Console
