@@ -7,8 +7,8 @@ other 404 (another message, an HTML page, a wrong ``base_url``) is :class:`NotFo
 Timeouts: a pull's answer holds up to 100 notifications already removed upstream, so its
 read timeout is :data:`PULL_READ_TIMEOUT` (60 s), not the 10 s of the other calls: a slow
 answer abandoned is a batch lost for good. DocPlanner documents no latency; 60 s is six
-times the default and far above the sub-second answers seen, yet short enough that a
-hung connection is noticed within a minute and the account retries (with backoff).
+times the other calls' read timeout, yet short enough that a hung connection is given up
+within a minute and the account retries (with backoff).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def is_empty_queue(body: bytes) -> bool:
 def describe_not_found(response: requests.Response) -> str:
     """A short, safe description of an unexpected 404 (never the body's text)."""
     kind = (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
-    return f"{kind[:60]}, {len(response.content)} bytes"
+    kind = "".join(ch if ch.isprintable() else "?" for ch in kind[:60])
+    return f"{kind}, {len(response.content)} bytes"
 
 
 @dataclass(frozen=True, slots=True)
