@@ -59,8 +59,9 @@ def test_a_push_failing_three_retries_is_buried_then_released_once(
     assert [(a.number, a.delivered) for a in attempts] == [(1, False), (2, False), (3, False)]
     assert attempts[2].after >= SCHEDULES["guide"][2] * SCALE
     assert guide.failed_pushes("push-id") == [notes[1]]
-    guide.pusher.take_failed("push-id")  # what a release does, then re-dispatches them once
-    guide.pusher.redispatch("push-id", receiver.url, "tok", [notes[1]])
+    buried = guide.pusher.take_failed("push-id")  # what a 204 release does, then re-sends
+    assert buried == [notes[1]]
+    guide.pusher.redispatch("push-id", receiver.url, "tok", buried)
     assert guide.pusher.retries.pending() == 0, "a re-dispatch is not retried"
     assert guide.failed_pushes("push-id") == [notes[1]]
     assert receiver.bodies() == [notes[0], *[notes[1]] * 5]
