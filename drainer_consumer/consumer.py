@@ -213,11 +213,11 @@ class Consumer:
 
     def _deliveries(self, stream: str, entries: Sequence[tuple[Any, Any]]) -> dict[str, int]:
         """Each entry's delivery count (XPENDING), this delivery included."""
-        first, last = entries[0][0], entries[-1][0]
-        rows: Any = self.client.xpending_range(
-            stream, self.group, min=first, max=last, count=len(entries), consumername=self.name
-        )
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id, _ in entries:
+            pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
+        replies: Any = pipe.execute()
+        return {_text(r["message_id"]): int(r["times_delivered"]) for rows in replies for r in rows}
 
     def _one(self, stream: str, entry_id: str, raw: Fields | None, deliveries: int) -> None:
         if raw is None:  # trimmed before it was claimed (Redis 6.2): nothing left to handle
