@@ -143,16 +143,19 @@ class Consumer:
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.claim_idle / 2
             for stream in self.streams:
-                claimed = self._claim(stream)
-                if len(claimed) >= self.count:
+                for _ in range(self.count):  # one at a time (see _claim)
+                    claimed = self._claim(stream)
+                    if self.stopping.is_set() or not (claimed or self._claim_from[stream] != "0-0"):
+                        break  # stopping, or the whole PEL scanned
+                    seen += self._process(stream, claimed, fresh=False)
+                else:
                     self._next_claim = 0.0  # more may be waiting: claim again next tick
-                seen += self._process(stream, claimed, fresh=False)
         if self.stopping.is_set():
             return seen
         backlog = [s for s in self.streams if self._own[s] != ">"]
         if backlog:  # our own pending entries from an earlier life, oldest first
-            reply: Any = self.client.xreadgroup(
-                self.group, self.name, {s: self._own[s] for s in backlog}, count=self.count
+            reply: Any = self.client.xreadgroup(  # one at a time (see _claim)
+                self.group, self.name, {s: self._own[s] for s in backlog}, count=1
             )
             found = {_text(stream): entries for stream, entries in reply or []}
             for stream in backlog:
@@ -183,14 +186,19 @@ class Consumer:
         self._ready = True
 
     def _claim(self, stream: str) -> list[tuple[bytes, Fields | None]]:
-        """Entries idle past ``claim_idle`` in any consumer's PEL become ours."""
+        """The next entry idle past ``claim_idle`` in any consumer's PEL becomes ours.
+
+        One at a time, as our own pending entries are re-read: a claim or a re-read counts a
+        delivery, so an entry that crashes its consumer must not push the count of the
+        entries behind it (they would be moved aside without ever reaching a handler).
+        """
         reply: Any = self.client.xautoclaim(
             stream,
             self.group,
             self.name,
             min_idle_time=int(self.claim_idle * 1000),
             start_id=self._claim_from[stream],
-            count=self.count,
+            count=1,
         )
         self._claim_from[stream] = _text(reply[0])
         entries: list[tuple[bytes, Fields | None]] = list(reply[1])

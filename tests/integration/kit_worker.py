@@ -9,6 +9,7 @@ test can SIGKILL it mid-batch). ``--hold``: each event waits until the key ``rel
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 
 import redis
@@ -24,6 +25,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--hang-after", type=int, default=-1)
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--crash-on", default="")
+    parser.add_argument("--max-deliveries", type=int, default=5)
     args = parser.parse_args()
     book = redis.Redis.from_url(args.redis, socket_timeout=10)
     done = 0
@@ -31,6 +34,8 @@ def main() -> int:
 
     def handle(event: Event) -> None:
         nonlocal done
+        if event.event_id == args.crash_on:
+            os._exit(3)  # a crash in the handler: no ack, no cleanup
         if done == args.hang_after:
             book.rpush("stuck", f"{args.name} {event.event_id}")
             forever.wait()  # killed here, mid-batch
@@ -50,6 +55,7 @@ def main() -> int:
         claim_idle=args.claim_idle,
         count=args.count,
         block=0.5,
+        max_deliveries=args.max_deliveries,
     )
     stats = consumer.run()
     book.set(f"stats:{args.name}", f"{stats.handled} {stats.acked} {stats.ack_misses}")

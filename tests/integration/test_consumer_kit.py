@@ -258,3 +258,27 @@ def test_sigterm_finishes_the_entry_in_the_handler_then_exits_0(
     assert redis_client.get("stats:w1") == "1 1 0"
     pending = redis_client.xpending_range(KIT, "g", "-", "+", 10, consumername="w1")
     assert len(pending) == 4  # read but not started: left for this name or a claimer
+
+
+def test_an_entry_that_crashes_the_consumer_is_moved_aside_after_max_deliveries(
+    redis_server: LocalRedis,
+    redis_client: redis.Redis,
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    """A handler that kills its process on one entry: restarts under the same name re-read
+    their own pending entries, count deliveries, and the third run moves it aside."""
+    ids = _fill(redis_client, 6)
+    flags = ("--crash-on", ids[2], "--max-deliveries", "2", "--count", "4")
+    for run in (1, 2):
+        workers.append(_worker(redis_server.url, "w1", *flags))
+        assert workers[-1].wait(timeout=60) == 3, f"run {run} crashed on the poison entry"
+    (row,) = redis_client.xpending_range(KIT, "g", "-", "+", 10, consumername="w1")[:1]
+    assert row["times_delivered"] == 2  # the first pending one is the poison entry
+    workers.append(_worker(redis_server.url, "w1", *flags))
+    wait_for(lambda: redis_client.xlen("kit:{s}:failed:g") == 1, 60, "the poison moved aside")
+    wait_for(lambda: redis_client.llen("handled") == 5, 60, "the other five handled")
+    wait_for(lambda: redis_client.xpending(KIT, "g")["pending"] == 0, 30, "nothing pending")
+    (moved,) = stream_entries(redis_client, "kit:{s}:failed:g")
+    assert (moved["event_id"], moved["failed_reason"]) == (ids[2], "max_deliveries")
+    handled = [line.split()[1] for line in _text(redis_client.lrange("handled", 0, -1))]
+    assert sorted(handled) == sorted(ids[:2] + ids[3:])
