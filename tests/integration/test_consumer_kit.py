@@ -282,3 +282,20 @@ def test_an_entry_that_crashes_the_consumer_is_moved_aside_after_max_deliveries(
     assert (moved["event_id"], moved["failed_reason"]) == (ids[2], "max_deliveries")
     handled = [line.split()[1] for line in _text(redis_client.lrange("handled", 0, -1))]
     assert sorted(handled) == sorted(ids[:2] + ids[3:])
+
+
+def test_a_consumer_outlives_a_redis_restart_and_loses_nothing(own_redis: LocalRedis) -> None:
+    """Redis stopped under a running consumer: it retries with backoff, then reads on."""
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=5)
+    before = _fill(client, 3)
+    handled: list[str] = []
+    consumer = Consumer(own_redis.url, KIT, "g", "c1", lambda e: handled.append(e.event_id))
+    with Running(consumer):
+        wait_for(lambda: len(handled) == 3, 60, "the first three")
+        own_redis.stop()
+        own_redis.start()  # same port, same append-only file
+        after = _fill(client, 3)
+        wait_for(lambda: len(handled) == 6, 60, "three more after the restart")
+        wait_for(lambda: client.xpending(KIT, "g")["pending"] == 0, 30, "nothing pending")
+    client.close()
+    assert handled == before + after

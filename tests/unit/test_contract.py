@@ -128,3 +128,9 @@ def test_drainer_share_hands_out_the_contract_files() -> None:
         check=True,
     ).stdout
     assert json.loads(out)["asyncapi"] == "3.0.0"
+
+
+def test_the_image_build_ships_the_consumer_kit() -> None:
+    """The Dockerfile copies drainer_consumer/ (and .dockerignore lets it in): share needs it."""
+    assert "COPY drainer_consumer/ drainer_consumer/" in (ROOT / "Dockerfile").read_text()
+    assert "!drainer_consumer/" in (ROOT / ".dockerignore").read_text().splitlines()
