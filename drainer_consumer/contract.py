@@ -88,11 +88,20 @@ def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for key, (address, message, what) in STREAMS.items():
+        # The key is a parameter: configurable, and its braces are a Redis Cluster hash tag,
+        # which an AsyncAPI address would read as a parameter expression.
         channels[key] = {
-            "address": address,
+            "address": f"{{{key}_stream}}",
+            "parameters": {
+                f"{key}_stream": {
+                    "default": address,
+                    "examples": [address],
+                    "description": f"The stream key: [streams] {key} in the daemon's config "
+                    "(braces included: a Redis Cluster hash tag).",
+                }
+            },
             "title": f"{what} ({address})",
-            "description": f"Redis stream of {what}; every field value is a string. The key "
-            "is configurable ([streams] in the daemon's config); this is the default.",
+            "description": f"Redis stream of {what}; every field value is a string.",
             "messages": {message: {"$ref": f"#/components/messages/{message}"}},
         }
         this = {"$ref": f"#/channels/{key}"}

@@ -43,11 +43,40 @@ def test_asyncapi_document_validates_against_the_official_schema() -> None:
     schema = json.loads(ASYNCAPI_SCHEMA.read_text(encoding="utf-8"))
     document = json.loads(published("asyncapi.json"))
     jsonschema.Draft7Validator(schema).validate(document)
-    assert {c["address"] for c in document["channels"].values()} == {
+    defaults = {
+        parameter["default"]
+        for channel in document["channels"].values()
+        for parameter in channel["parameters"].values()
+    }
+    assert defaults == {
         "drainer:{docplanner}",
         "drainer:{myinvois}",
         "drainer:{deadletter}",
     }
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_ref_in_the_contract_files_resolves(name: str) -> None:
+    """Each local $ref points at something; an operation's messages are its channel's."""
+    document = json.loads(published(name))
+    refs = _refs(document)
+    assert refs
+    for ref in refs:
+        target: Any = document
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+    for operation in document.get("operations", {}).values():
+        channel = operation["channel"]["$ref"]
+        assert all(m["$ref"].startswith(channel + "/messages/") for m in operation["messages"])
 
 
 def test_asyncapi_validation_catches_a_broken_document() -> None:
