@@ -69,7 +69,6 @@ def test_every_ref_in_the_contract_files_resolves(name: str) -> None:
     """Each local $ref points at something; an operation's messages are its channel's."""
     document = json.loads(published(name))
     refs = _refs(document)
-    assert refs
     for ref in refs:
         target: Any = document
         for part in ref.removeprefix("#/").split("/"):
