@@ -116,8 +116,9 @@ class Consumer:
                 try:
                     self.tick()
                 except TRANSIENT as exc:
+                    if not delay:  # logged once per outage, not per retry
+                        log.warning("consumer.redis_unavailable %s; retrying with backoff", exc)
                     delay = min(5.0, max(0.25, delay * 2))
-                    log.warning("consumer.redis_unavailable %s; retrying in %.1fs", exc, delay)
                     self.stopping.wait(delay * random.uniform(0.8, 1.2))
                     continue
                 except redis.ResponseError as exc:
@@ -125,6 +126,8 @@ class Consumer:
                         raise
                     log.warning("consumer.group_missing %s; creating it again", exc)
                     self._ready = False
+                if delay:
+                    log.warning("consumer.redis_back")
                 delay = 0.0
         return self.stats
 

@@ -284,7 +284,9 @@ def test_an_entry_that_crashes_the_consumer_is_moved_aside_after_max_deliveries(
     assert sorted(handled) == sorted(ids[:2] + ids[3:])
 
 
-def test_a_consumer_outlives_a_redis_restart_and_loses_nothing(own_redis: LocalRedis) -> None:
+def test_a_consumer_outlives_a_redis_restart_and_loses_nothing(
+    own_redis: LocalRedis, caplog: pytest.LogCaptureFixture
+) -> None:
     """Redis stopped under a running consumer: it retries with backoff, then reads on."""
     client = redis.Redis.from_url(own_redis.url, socket_timeout=5)
     before = _fill(client, 3)
@@ -292,10 +294,18 @@ def test_a_consumer_outlives_a_redis_restart_and_loses_nothing(own_redis: LocalR
     consumer = Consumer(own_redis.url, KIT, "g", "c1", lambda e: handled.append(e.event_id))
     with Running(consumer):
         wait_for(lambda: len(handled) == 3, 60, "the first three")
+        wait_for(lambda: client.client_list(_type="normal"), 10, "the consumer connected")
         own_redis.stop()
+
+        def logged(event: str) -> bool:
+            return any(r.getMessage().startswith(event) for r in caplog.records)
+
+        wait_for(lambda: logged("consumer.redis_unavailable"), 60, "the outage noticed")
         own_redis.start()  # same port, same append-only file
         after = _fill(client, 3)
         wait_for(lambda: len(handled) == 6, 60, "three more after the restart")
         wait_for(lambda: client.xpending(KIT, "g")["pending"] == 0, 30, "nothing pending")
     client.close()
     assert handled == before + after
+    events = [r.getMessage().split()[0] for r in caplog.records if r.name == "drainer_consumer"]
+    assert events == ["consumer.redis_unavailable", "consumer.redis_back"]  # once per outage
