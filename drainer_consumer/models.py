@@ -149,6 +149,10 @@ class DeliveryAttempt(BaseModel):
     statusDetails: str | None = None  # noqa: N815
 
 
+def _no_format(schema: dict[str, Any]) -> None:
+    schema.pop("format", None)
+
+
 class MyInvoisNotification(BaseModel):
     """A MyInvois notification (Get Notifications, ``Notification``); extra fields allowed.
 
@@ -160,7 +164,10 @@ class MyInvoisNotification(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, title="MyInvois notification")
 
     notificationId: str = Field(min_length=1, max_length=200)  # noqa: N815
-    creationDateTime: datetime = Field(description="UTC; a missing Z means UTC")  # noqa: N815
+    creationDateTime: datetime = Field(  # noqa: N815
+        description="ISO 8601, UTC; some records omit the Z (read as UTC)",
+        json_schema_extra=_no_format,  # not always RFC 3339: the Z may be missing
+    )
     typeId: str | int  # noqa: N815
     receiverName: str | None = None  # noqa: N815
     notificationDeliveryId: str | None = None  # noqa: N815

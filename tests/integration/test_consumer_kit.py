@@ -84,10 +84,17 @@ def test_entries_the_daemon_publishes_validate_against_the_published_schemas(
             wait_for(lambda: redis_client.xlen(DL) == 2, 60, "two dead letters")
             assert daemon.stop() == 0
     entries, dead = _schema("stream-entry.schema.json"), _schema("deadletter-entry.schema.json")
+    defs = entries.schema["$defs"]
+    payloads = {  # the payload's contentSchema (validators leave content to the caller)
+        source: jsonschema.Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": defs})
+        for source, name in (("docplanner", "DocPlannerNotification"),
+                             ("myinvois", "MyInvoisNotification"))
+    }  # fmt: skip
     deliveries = set()
     for stream in (DP, MI):
         for fields in stream_entries(redis_client, stream):
             entries.validate(fields)
+            payloads[fields["source"]].validate(json.loads(fields["payload"]))
             event = parse_entry(stream, "1-0", fields)
             assert isinstance(event, Event)
             deliveries.add(event.delivery)
