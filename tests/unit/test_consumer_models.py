@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -72,3 +74,13 @@ def test_consumer_refuses_settings_that_cannot_work() -> None:
         Consumer("redis://127.0.0.1:1/0", "s", "g", "c", print, max_deliveries=0)
     with pytest.raises(ValueError, match="claim_idle"):
         Consumer("redis://127.0.0.1:1/0", "s", "g", "c", print, claim_idle=0)
+
+
+def test_the_kit_imports_without_the_daemon() -> None:
+    """drainer_consumer (and its CLI) load with the daemon package made unimportable."""
+    code = (
+        "import sys; sys.modules['daemon'] = None\n"
+        "import drainer_consumer, drainer_consumer.__main__, drainer_consumer.contract\n"
+        "assert not [m for m in sys.modules if m.startswith('daemon.')]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
