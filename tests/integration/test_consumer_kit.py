@@ -316,3 +316,28 @@ def test_a_consumer_outlives_a_redis_restart_and_loses_nothing(
     assert handled == before + after
     events = [r.getMessage().split()[0] for r in caplog.records if r.name == "drainer_consumer"]
     assert events == ["consumer.redis_unavailable", "consumer.redis_back"]  # once per outage
+
+
+def test_one_consumer_reads_events_and_dead_letters_of_several_streams(
+    redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """Two streams in one XREADGROUP: events to the handler, dead letters to on_deadletter."""
+    ids = _fill(redis_client, 2)
+    letter = {"source": "myinvois", "account": "acme", "reason": "invalid_notification"}
+    letter |= {"raw": "{}", "detail": "no notificationId", "received_at": "2026-12-08T00:00:00Z"}
+    redis_client.xadd("kit:{d}", {**letter, "schema": "1"})
+    events: list[str] = []
+    letters: list[DeadLetter] = []
+    consumer = Consumer(
+        redis_server.url,
+        [KIT, "kit:{d}"],
+        "g",
+        "c1",
+        lambda e: events.append(e.event_id),
+        on_deadletter=letters.append,
+    )
+    with Running(consumer):
+        wait_for(lambda: len(events) == 2 and len(letters) == 1, 60, "both streams read")
+    assert events == ids
+    assert (letters[0].stream, letters[0].reason) == ("kit:{d}", "invalid_notification")
+    assert redis_client.xpending("kit:{d}", "g")["pending"] == 0
