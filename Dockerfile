@@ -9,6 +9,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY daemon/ daemon/
+# the consumer kit: its schemas are what `drainer share` hands out to consumer authors
+COPY drainer_consumer/ drainer_consumer/
 # daemon/share/ links to these (package data: `drainer share`)
 COPY deploy/ deploy/
 COPY config/drainer.example.toml config/

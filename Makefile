@@ -23,7 +23,7 @@ sandbox: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy daemon
+	$(BIN)/mypy daemon drainer_consumer
 	$(BIN)/lint-imports
 
 test: $(STAMP)

@@ -1,79 +1,71 @@
-"""A minimal consumer-group reader of a drainer stream (needs only ``redis``).
+"""A downstream service on the consumer kit, idempotent on ``event_id`` (sqlite3).
 
     python examples/consumer.py --redis redis://127.0.0.1:6379/0 \\
-        --stream 'drainer:{docplanner}' --group billing --consumer worker-1
+        --stream 'drainer:{docplanner}' --group billing --consumer worker-1 --db billing.db
 
-Creates the group if needed (from the start of the stream), then loops: XREADGROUP with
-BLOCK, print each entry's source/account/type/event_id, XACK it. First it re-reads its
-own pending entries (delivered earlier but never acknowledged, e.g. it crashed), then
-new ones. ``--count N`` exits after N entries (for tests and trying it out).
+Start more copies with other ``--consumer`` names to share the work. Each event's work and
+its ``event_id`` are written in ONE transaction; the unique key makes a redelivery (this
+process crashed after COMMIT but before XACK, or a claim by another consumer) a no-op.
+``--count N`` exits after N events (for tests and trying it out).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import sqlite3
 
-import redis
+from drainer_consumer import Consumer, Event
 
-BLOCK_MS = 2000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS processed (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS bookings (event_id TEXT, account TEXT, type TEXT, occurred_at TEXT);
+"""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def handle(db: sqlite3.Connection, event: Event) -> bool:
+    """Do the work once per event_id; False when it was already done (a redelivery)."""
+    with db:  # one transaction: BEGIN ... COMMIT (ROLLBACK if anything raises)
+        seen = db.execute(
+            "INSERT INTO processed (event_id) VALUES (?) ON CONFLICT DO NOTHING", (event.event_id,)
+        )
+        if seen.rowcount == 0:
+            return False  # done before: the consumer acks it again, nothing else
+        db.execute(  # the work itself: here, a row in the service's own table
+            "INSERT INTO bookings VALUES (?, ?, ?, ?)",
+            (event.event_id, event.account, event.type, event.occurred_at.isoformat()),
+        )
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--stream", default="drainer:{docplanner}", help="stream key")
     parser.add_argument("--group", default="example", help="consumer group")
     parser.add_argument("--consumer", default="consumer-1", help="this consumer's name")
-    parser.add_argument("--count", type=int, default=0, help="exit after N entries (0: never)")
-    return parser.parse_args(argv)
+    parser.add_argument("--db", default="consumer.db", help="sqlite3 database file")
+    parser.add_argument("--count", type=int, default=0, help="exit after N events (0: never)")
+    args = parser.parse_args(argv)
+    db = sqlite3.connect(args.db)
+    db.executescript(SCHEMA)
+    done = 0
 
+    def on_event(event: Event) -> None:
+        nonlocal done
+        fresh = handle(db, event)
+        print(event.entry_id, event.source, event.account, event.type, event.event_id,
+              "new" if fresh else "already done", flush=True)  # fmt: skip
+        done += 1
+        if args.count and done >= args.count:
+            consumer.stop()
 
-def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
-    """XGROUP CREATE <stream> <group> 0 MKSTREAM; an existing group is fine."""
+    consumer = Consumer(args.redis, args.stream, args.group, args.consumer, on_event)
     try:
-        client.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def consume(args: argparse.Namespace) -> int:
-    client = redis.Redis.from_url(args.redis, decode_responses=True)
-    ensure_group(client, args.stream, args.group)
-    seen = 0
-    cursor = "0"  # our own pending entries first, then ">" (never delivered to anyone)
-    while not args.count or seen < args.count:
-        want = args.count - seen if args.count else 100
-        reply = client.xreadgroup(
-            args.group, args.consumer, {args.stream: cursor}, count=want, block=BLOCK_MS
-        )
-        entries = reply[0][1] if reply else []
-        if cursor == "0" and not entries:
-            cursor = ">"
-            continue
-        for entry_id, fields in entries:
-            print(
-                entry_id,
-                fields.get("source"),
-                fields.get("account"),
-                fields.get("type"),
-                fields.get("event_id"),
-                flush=True,
-            )
-            client.xack(args.stream, args.group, entry_id)
-            seen += 1
+        consumer.run()  # until SIGTERM / Ctrl-C: the current event finishes first
+    finally:
+        consumer.close()
+        db.close()
     return 0
-
-
-def main() -> int:
-    try:
-        return consume(parse_args())
-    except KeyboardInterrupt:
-        return 0
-    except redis.RedisError as exc:
-        print(f"consumer: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

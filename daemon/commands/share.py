@@ -2,7 +2,8 @@
 
 The wheel (the release artifact) carries the files an install needs beside the code: the
 systemd unit, the example config, the Grafana dashboard and the Prometheus alert rules with
-their promtool test. They live in ``deploy/`` and ``config/`` of the repository;
+their promtool test, and the stream contract for consumer authors (JSON Schemas, AsyncAPI;
+package data of ``drainer_consumer``). They live in ``deploy/`` and ``config/`` of the repository;
 ``daemon/share/`` links to them and the wheel holds copies, so a host with only the wheel
 installed gets the files of exactly that version::
 
@@ -26,7 +27,12 @@ SHARED = {
     "notification-drainer.json": "the Grafana dashboard (deploy/grafana/)",
     "alerts.yml": "the Prometheus alert rules (deploy/prometheus/)",
     "alerts.test.yml": "their promtool unit test: promtool test rules alerts.test.yml",
+    "stream-entry.schema.json": "JSON Schema of a stream entry, schema 1 (consumer kit)",
+    "deadletter-entry.schema.json": "JSON Schema of a dead-letter entry (consumer kit)",
+    "asyncapi.json": "AsyncAPI 3.0 document of the three streams (consumer kit)",
 }
+# The consumer kit's contract files, package data of drainer_consumer (read, never imported).
+CONTRACT = ("stream-entry.schema.json", "deadletter-entry.schema.json", "asyncapi.json")
 EPILOG = "Files:\n" + "\n".join(f"  {name:30} {what}" for name, what in SHARED.items())
 
 
@@ -39,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def shared_file(name: str) -> Traversable:
     """The installed copy of one shared file (a wheel's, or the checkout's via daemon/share)."""
+    if name in CONTRACT:
+        return files("drainer_consumer").joinpath("schemas", name)
     return files("daemon").joinpath("share", name)
 
 

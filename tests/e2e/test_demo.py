@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import redis
 
 from daemon.commands.demo.check import compare, verdict
 from daemon.commands.demo.localredis import LocalRedis
+from daemon.envelope import myinvois_entry
 from tests.helpers import ROOT
 
 ACCOUNT_LINE = re.compile(
@@ -49,7 +52,7 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_demo_publishes_every_notification_once_and_leaves_nothing_running() -> None:
     """`drainer demo --seconds 15` (no TTY) exits 0, proves exactly-once, stops every child.
 
-    The example consumer runs as group ``demo``; the view shows its lag from /metrics.
+    The consumer kit runs as group ``demo`` on the three streams; the view shows its lag.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINER_")}
     result = subprocess.run(
@@ -79,6 +82,8 @@ def test_demo_publishes_every_notification_once_and_leaves_nothing_running() -> 
     consumer_pid = re.search(r"^consumer pid (\d+)", out, re.MULTILINE)
     assert tmp and daemon_pid and redis_pid and consumer_pid, out[:2000]
     assert re.search(r"\| group demo lag \d+ pending \d+", out), out[-3000:]
+    for stream in ("docplanner", "myinvois", "deadletter"):  # the consumer kit reads all three
+        assert re.search(rf"group demo lag \d+ pending \d+ \(drainer:\{{{stream}\}}\)", out)
     assert not _alive(int(daemon_pid[1])) and not _alive(int(redis_pid[1]))
     assert not _alive(int(consumer_pid[1]))
     assert _processes_mentioning(tmp[1]) == []
@@ -101,23 +106,32 @@ def test_verdict_counts_duplicates_missing_and_unexpected_entries() -> None:
     assert not verdict([good], None)[0]  # the daemon had to be killed
 
 
-def _consume(url: str, count: int) -> list[str]:
+def _consume(url: str, count: int, db: Path) -> list[str]:
     argv = [sys.executable, str(ROOT / "examples" / "consumer.py"), "--redis", url]
     argv += ["--stream", "demo:{s}", "--group", "g", "--consumer", "c", "--count", str(count)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    argv += ["--db", str(db)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     return result.stdout.splitlines()
 
 
-def test_consumer_prints_and_acks_entries(
-    redis_server: LocalRedis, redis_client: redis.Redis
+def test_example_consumer_acks_entries_and_does_the_work_once_per_event_id(
+    redis_server: LocalRedis, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """The example consumer prints source/account/type/event_id and XACKs each entry."""
-    ids = []
+    """The example (on the consumer kit) handles and acks; a redelivery does no work twice."""
+    ids, events = [], []
     for n in range(3):
-        fields = {"source": "myinvois", "account": "acme", "type": "6", "event_id": f"e{n}"}
-        ids.append(redis_client.xadd("demo:{s}", fields))
-    first = _consume(redis_server.url, 2)
-    second = _consume(redis_server.url, 1)  # the group exists now; acked entries stay read
-    assert first == [f"{ids[0]} myinvois acme 6 e0", f"{ids[1]} myinvois acme 6 e1"]
-    assert second == [f"{ids[2]} myinvois acme 6 e2"]
+        record = {"notificationId": f"N{n}", "creationDateTime": "2026-11-02T10:18:34Z"}
+        entry = myinvois_entry("demo:{s}", "acme", {**record, "typeId": "6"}, datetime.now(UTC))
+        ids.append(redis_client.xadd("demo:{s}", entry.fields))  # type: ignore[arg-type]
+        events.append(entry.event_id)
+    db = tmp_path / "billing.db"
+    first = _consume(redis_server.url, 2, db)
+    second = _consume(redis_server.url, 1, db)  # the group exists now; acked entries stay read
+    assert first == [f"{ids[n]} myinvois acme 6 {events[n]} new" for n in (0, 1)]
+    assert second == [f"{ids[2]} myinvois acme 6 {events[2]} new"]
     assert redis_client.xpending("demo:{s}", "g")["pending"] == 0
+    redis_client.xgroup_setid("demo:{s}", "g", "0")  # every entry delivered again
+    again = _consume(redis_server.url, 3, db)
+    assert [line.rsplit(" ", 2)[1:] for line in again] == [["already", "done"]] * 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM bookings").fetchone() == (3,)

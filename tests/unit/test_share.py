@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from daemon import __version__
-from daemon.commands.share import SHARED, shared_file
+from daemon.commands.share import CONTRACT, SHARED, shared_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {
@@ -20,7 +20,7 @@ SOURCES = {
 
 def test_every_shared_file_reads_as_the_repository_file() -> None:
     """Each file `drainer share` offers is package data with the content of its deploy/ file."""
-    assert set(SHARED) == set(SOURCES)
+    assert set(SHARED) == set(SOURCES) | set(CONTRACT)  # CONTRACT: tests/unit/test_contract.py
     for name, source in SOURCES.items():
         packaged = shared_file(name).read_text(encoding="utf-8")
         assert packaged == (ROOT / source).read_text(encoding="utf-8"), name

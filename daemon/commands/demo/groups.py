@@ -1,9 +1,10 @@
 """The downstream part of ``drainer demo``'s view: consumer groups, from the daemon's /metrics.
 
-The demo starts ``examples/consumer.py`` as group ``demo`` on the DocPlanner stream; these
-rows show its lag and pending count as Prometheus would scrape them, so the live view
-shows a group keeping up (lag near 0). With ``--keep`` the consumer is left running, to
-stop by hand and watch its lag grow (``drainer status`` or ``XINFO GROUPS``).
+The demo starts the consumer kit (``python -m drainer_consumer``) as group ``demo`` on the
+three streams; these rows show its lag and pending count as Prometheus would scrape them,
+so the live view shows a group keeping up (lag near 0). With ``--keep`` the consumer is
+left running, to stop by hand and watch its lag grow (``drainer status`` or ``XINFO
+GROUPS``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class GroupRow:
 
     def line(self) -> str:
         lag = "?" if self.lag is None else str(self.lag)
-        return f"group {self.group} lag {lag} pending {self.pending}"
+        return f"group {self.group} lag {lag} pending {self.pending} ({self.stream})"
 
 
 def scrape_groups(metrics_url: str) -> list[GroupRow]:
@@ -76,7 +77,7 @@ def group_table(rows: Sequence[GroupRow]) -> Table:
 def print_consumer_kept(console: Console, pid: int, server: LocalRedis, stream: str) -> None:
     """How to stop the consumer left running by ``--keep`` and watch its group fall behind."""
     for line in (
-        f"The example consumer (group demo) is still running: pid {pid}",
+        f"The consumer kit (group demo) is still running: pid {pid}",
         f"  stop it: kill {pid}   then add entries and watch the lag grow:",
         f"  redis-cli -p {server.port} XINFO GROUPS '{stream}'",
     ):

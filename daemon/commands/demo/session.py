@@ -76,7 +76,10 @@ class Demo:
             f"daemon pid {stack.daemon.pid}  {stack.metrics_url}",
         ]
         if stack.consumer is not None:
-            lines.append(f"consumer pid {stack.consumer.pid}  examples/consumer.py, group demo")
+            lines.append(
+                f"consumer pid {stack.consumer.pid}  the consumer kit (python -m drainer_consumer),"
+                " group demo on the three streams"
+            )
         return lines + [f"{module} is not installed yet: left out" for module in stack.missing()]
 
     def _refresh(self, view: DemoView, status: str) -> dict[Labels, float]:

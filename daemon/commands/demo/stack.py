@@ -7,9 +7,9 @@ sandbox (``acme``: a few days of history plus arrivals, some dated minutes in th
 and ``drainer run`` as a subprocess in its own session, with a generated config and a
 JSON log file. The push account and the MyInvois account are left out while their
 daemon modules (``daemon/push.py``, ``daemon/myinvois.py``) are not installed.
-Downstream, ``examples/consumer.py`` reads the DocPlanner stream as consumer group
-``demo`` (XREADGROUP + XACK), so the view shows a group keeping up; it is left out when
-the examples are not there (an installed wheel has none).
+Downstream, the consumer kit (``python -m drainer_consumer``, run as a process: the
+daemon never imports it) reads the three streams as consumer group ``demo``, so the view
+shows a group keeping up on each.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ PL_RATE, ES_RATE, MI_RATE = 20.0, 4.0, 1.0  # arrivals per second
 ES_SEED, MI_SEED, MI_DAYS = 200, 300, 3
 MI_RPM = 60  # the demo's MyInvois budget (the sandbox allows twice that)
 READY_TIMEOUT, DAEMON_STOP = 20.0, 25.0
-CONSUMER = Path(__file__).resolve().parents[3] / "examples" / "consumer.py"
-GROUP, DP_STREAM = "demo", "drainer:{docplanner}"
+GROUP = "demo"
+KIT_STREAMS = ("drainer:{docplanner}", "drainer:{myinvois}", "drainer:{deadletter}")
 
 
 class Stack:
@@ -119,13 +119,17 @@ class Stack:
             self._seeding.start()
 
     def _start_consumer(self) -> None:
-        """The example consumer as group ``demo`` (own session: a Ctrl-C is for the demo)."""
-        if not CONSUMER.is_file():
-            return
-        args = ["--redis", self.redis.url, "--stream", DP_STREAM, "--group", GROUP]
+        """The consumer kit as group ``demo`` (own session: a Ctrl-C is for the demo)."""
+        args = ["--redis", self.redis.url, "--group", GROUP, "--consumer", "demo-1"]
+        for stream in KIT_STREAMS:
+            args += ["--stream", stream]
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[3])  # the checkout (or site-packages)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         with (self.tmp / "consumer.log").open("ab") as log:
             self.consumer = subprocess.Popen(
-                [sys.executable, str(CONSUMER), *args, "--consumer", "demo-1"],
+                [sys.executable, "-m", "drainer_consumer", *args],
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.tmp,

@@ -287,8 +287,8 @@ def print_keep(console: Console, server: LocalRedis, streams: StreamSettings, tm
     for line in (
         f"Redis is still running: {server.url}  (unix socket {server.socket})",
         f"  redis-cli -p {server.port} XREAD COUNT 3 STREAMS '{dp}' '{mi}' 0 0",
-        f"  python examples/consumer.py --redis {server.url} --stream '{dp}' "
-        "--group demo --consumer me --count 10",
+        f"  python -m drainer_consumer --redis {server.url} --stream '{dp}' "
+        "--group mine --consumer me --count 10",
         f"  stop it: redis-cli -p {server.port} shutdown nosave && rm -rf {tmp}",
     ):
         _say(console, line)
