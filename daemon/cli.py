@@ -17,6 +17,7 @@ import structlog
 from daemon import __version__
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerError
 from daemon.logs import configure_logging, is_configured, journal_stream
+from daemon.revision import revision
 from daemon.settings import Settings, config_path, load_settings
 from daemon.settings.load import security_warnings
 from daemon.sink.memory import evicting_policy
@@ -88,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drain DocPlanner and MyInvois notifications into de-duplicated Redis streams.",
         epilog="Exit codes: 0 clean stop, 1 fatal runtime error, 2 usage or config error.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} (revision {revision()})"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(

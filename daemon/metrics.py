@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from daemon import __version__
 from daemon.errors import SinkError
+from daemon.revision import revision
 
 log = structlog.get_logger("daemon.metrics")
 
@@ -172,11 +173,12 @@ class Metrics:
         )
         self.build_info = Gauge(
             "drainer_build_info",
-            "Build information; the value is always 1.",
-            ("version",),
+            "Build information: the package version and the git revision it was built from;"
+            " the value is always 1.",
+            ("version", "revision"),
             registry=registry,
         )
-        self.build_info.labels(version=__version__).set(1)
+        self.build_info.labels(version=__version__, revision=revision()).set(1)
         self.trimmed_unread = Counter(
             "drainer_retention_trimmed_unread_total",
             "Entries retention trimmed (hard cap stream_maxlen) before every consumer group "

@@ -26,6 +26,7 @@ SHARED = {
     "notification-drainer.json": "the Grafana dashboard (deploy/grafana/)",
     "alerts.yml": "the Prometheus alert rules (deploy/prometheus/)",
     "alerts.test.yml": "their promtool unit test: promtool test rules alerts.test.yml",
+    "constraints.txt": "the dependency versions CI tested: pip install -c constraints.txt",
 }
 EPILOG = "Files:\n" + "\n".join(f"  {name:30} {what}" for name, what in SHARED.items())
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from daemon import __version__
 from daemon.errors import SinkError
-from daemon.metrics import StreamLengthCollector
+from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.metrics_process import register_process_metrics
+from daemon.revision import revision
 
 
 def test_process_metrics_are_on_the_injected_registry() -> None:
@@ -41,3 +43,12 @@ def test_redis_up_is_1_when_xlen_answers_and_0_when_it_does_not() -> None:
         registry.get_sample_value("drainer_stream_length", {"stream": "drainer:{docplanner}"})
         is None
     )
+
+
+def test_build_info_carries_the_version_and_the_revision() -> None:
+    """drainer_build_info{version,revision} names the package version and its git revision."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    labels = {"version": __version__, "revision": revision()}
+    assert registry.get_sample_value("drainer_build_info", labels) == 1
+    assert revision() != "unknown"  # a checkout asks git; a wheel reads daemon/REVISION
