@@ -72,6 +72,8 @@ def test_a_copy_source_left_out_is_named(checker: ModuleType, tmp_path: Path) ->
     assert problems == [
         f"setup.py: left out of the build context by .dockerignore {line}",
         f"constraints.txt: left out of the build context by .dockerignore {line}",
+        "daemon/share/constraints.txt -> constraints.txt: the target is left out of the build"
+        " context",
     ]
 
 
