@@ -43,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from daemon.runtime.signals import capture_signals
     from daemon.runtime.systemd import Notifier
     from daemon.runtime.wiring import build
+    from daemon.spool.lock import lock_spool
 
     settings = _settings(args)
     configure_logging(
@@ -51,6 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.secret_values(),
         journal=journal_stream(os.environ.get("JOURNAL_STREAM"), sys.stdout),
     )
+    # One daemon per spool: taken before any spool is opened or anything pulled, held until
+    # the process exits; a second daemon stops here with one line naming the holder.
+    _spool_lock = lock_spool(settings.spool.dir, settings.server.listen)
     for problem in security_warnings(settings, config_path(args.config, os.environ), os.environ):
         structlog.get_logger("daemon").warning("config.insecure", problem=problem)
     parts = build(settings)
