@@ -84,6 +84,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"# warning: {problem}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
     print(json.dumps(settings.redacted(), indent=2))
+    if args.connect:
+        from daemon.commands.connect import run_checks
+
+        return run_checks(settings)
     return EXIT_OK
 
 
@@ -116,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "A problem exits 2 with one line naming the file and the key.",
     )
     _config_arg(check)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect: Redis (auth, version, eviction policy, durability), a token per "
+        "account, one small MyInvois page; nothing is pulled. One line per check on stderr; "
+        "exit 1 naming what failed",
+    )
     check.set_defaults(func=cmd_check_config)
 
     # Commands whose implementation lives in its own module (``add_arguments`` + ``run``).
