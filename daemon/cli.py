@@ -39,10 +39,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.runtime.run import Runtime
-    from daemon.runtime.signals import capture_signals
-    from daemon.runtime.systemd import Notifier
-    from daemon.runtime.wiring import build
     from daemon.spool.lock import lock_spool
 
     settings = _settings(args)
@@ -53,11 +49,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         journal=journal_stream(os.environ.get("JOURNAL_STREAM"), sys.stdout),
     )
     # One daemon per spool: taken before any spool is opened or anything pulled, held until
-    # the process exits; a second daemon stops here with one line naming the holder.
-    _spool_lock = lock_spool(settings.spool.dir, settings.server.listen)
+    # the process exits; a second daemon stops here with one line naming the holder. It also
+    # records whether this run ends in an orderly way (drainer_unclean_exits_total).
+    spool_lock = lock_spool(settings.spool.dir, settings.server.listen)
+    orderly = False
+    try:
+        code = _run_locked(args, settings, spool_lock.unclean_exits)
+        orderly = code == EXIT_OK
+        return code
+    except ConfigError:
+        orderly = True  # exit 2: systemd does not restart it; not a crash
+        raise
+    finally:
+        if orderly:
+            spool_lock.mark_clean()
+
+
+def _run_locked(args: argparse.Namespace, settings: Settings, unclean_exits: int) -> int:
+    from daemon.runtime.run import Runtime
+    from daemon.runtime.signals import capture_signals
+    from daemon.runtime.systemd import Notifier
+    from daemon.runtime.wiring import build
+
     for problem in security_warnings(settings, config_path(args.config, os.environ), os.environ):
         structlog.get_logger("daemon").warning("config.insecure", problem=problem)
     parts = build(settings)
+    parts.metrics.unclean_exits.inc(unclean_exits)
     policy = evicting_policy(parts.redis)
     if policy is not None and not settings.redis.allow_eviction:
         raise ConfigError(

@@ -171,6 +171,13 @@ class Metrics:
             " deadline (computed at scrape time; a quiet account is ready).",
             registry=registry,
         )
+        self.unclean_exits = Counter(
+            "drainer_unclean_exits",
+            "Previous runs of the daemon on this spool directory that did not end in an orderly"
+            " way (crash, SIGKILL, watchdog, OOM kill, power loss), read at start from"
+            " spool.dir/drainer.lock; deliberate restarts and config errors do not count.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "drainer_build_info",
             "Build information: the package version and the git revision it was built from;"

@@ -77,3 +77,30 @@ def test_a_killed_daemon_leaves_no_stale_lock(tmp_path: Path, redis_server: Loca
     with Daemon(config) as again:
         assert again.get("/healthz") == 200
         assert again.stop() == 0
+
+
+def unclean_exits(daemon: Daemon) -> float:
+    """The daemon's drainer_unclean_exits_total, read from /metrics."""
+    (line,) = [
+        x for x in daemon.metrics().splitlines() if x.startswith("drainer_unclean_exits_total")
+    ]
+    return float(line.split()[-1])
+
+
+def test_only_unclean_exits_are_counted_across_restarts(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """SIGTERM restarts leave drainer_unclean_exits_total at 0; a SIGKILL adds one, and it stays."""
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    for _ in range(3):  # three deliberate restarts
+        with Daemon(config) as daemon:
+            assert unclean_exits(daemon) == 0
+            assert daemon.stop() == 0
+    daemon = Daemon(config).start()
+    daemon.kill()  # an unclean exit (as a crash, the watchdog or the OOM killer)
+    with Daemon(config) as daemon:
+        assert unclean_exits(daemon) == 1
+        assert daemon.stop() == 0
+    with Daemon(config) as daemon:
+        assert unclean_exits(daemon) == 1  # kept across the clean restart
+        assert daemon.stop() == 0
