@@ -17,6 +17,7 @@ exit 0) and config errors (exit 2) never count.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from dataclasses import dataclass
@@ -43,10 +44,8 @@ class SpoolLock:
     def mark_clean(self) -> None:
         """Record an orderly exit (exit 0 after SIGTERM, or a config error); best effort:
         if the disk refuses, the next start counts one unclean exit too many."""
-        try:
+        with contextlib.suppress(SpoolError):
             _write(self.fd, self.holder, STOPPED, self.unclean_exits)
-        except SpoolError:
-            pass
 
     def release(self) -> None:
         """Give the lock up (the daemon never does; tests and tools may)."""

@@ -76,9 +76,11 @@ def metric_names(expr: str) -> set[str]:
     names: set[str] = set()
     for match in re.finditer(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(\s*\()?", expr):
         name, call = match.groups()
+        if name.lower() in PROMQL_KEYWORDS:  # `a and (b)`: an operator, not a function
+            continue
         if call:
             assert name in PROMQL_CALLS, f"unknown PromQL function {name!r} in {expr!r}"
-        elif name.lower() not in PROMQL_KEYWORDS:
+        else:
             names.add(name)
     return names
 
