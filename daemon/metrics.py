@@ -17,6 +17,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -26,6 +27,12 @@ from daemon.errors import SinkError
 from daemon.revision import revision
 
 log = structlog.get_logger("daemon.metrics")
+
+# No `<counter>_created` / `<histogram>_created` series: a fifth of every scrape's samples
+# (49 of 241 with three accounts), read by nothing here (the rules use rate/increase, which
+# handle resets). Process-wide in prometheus_client, so it covers every registry the daemon
+# builds (metrics, HTTP server, leases, consumer groups).
+disable_created_metrics()
 
 DEADLETTER_REASONS = (
     "unparseable_body",
