@@ -32,7 +32,7 @@ log = structlog.get_logger("daemon.metrics")
 # (49 of 241 with three accounts), read by nothing here (the rules use rate/increase, which
 # handle resets). Process-wide in prometheus_client, so it covers every registry the daemon
 # builds (metrics, HTTP server, leases, consumer groups).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 DEADLETTER_REASONS = (
     "unparseable_body",
