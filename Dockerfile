@@ -1,21 +1,25 @@
 # notification-drainer container image.
-#   docker build -t notification-drainer .
+#   docker build --build-arg REVISION="$(git rev-parse --short=12 HEAD)" -t notification-drainer .
 #   docker run -v /etc/notification-drainer:/etc/notification-drainer:ro \
 #              -v drainer-spool:/var/lib/notification-drainer -p 9464:9464 notification-drainer
-# Linted in CI by hadolint (.ci/ops-checks) and tests/test_deploy.py.
+# Linted in CI by hadolint (.ci/ops-checks) and tests/unit/test_deploy.py; its build context
+# by .ci/build_context.py; built and run by .ci/ops-checks where a container engine can.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY daemon/ daemon/
 # the consumer kit: its schemas are what `drainer share` hands out to consumer authors
 COPY drainer_consumer/ drainer_consumer/
 # daemon/share/ links to these (package data: `drainer share`)
 COPY deploy/ deploy/
 COPY config/drainer.example.toml config/
+# The git revision (`drainer --version`, drainer_build_info): the context has no .git, so
+# pass it: --build-arg REVISION=$(git rev-parse --short=12 HEAD). setup.py records it.
+ARG REVISION=unknown
 # Installed into a prefix that the runtime stage copies whole: no source, no build cache.
-RUN pip install --no-cache-dir --prefix=/install -c constraints.txt .
+RUN DRAINER_REVISION="$REVISION" pip install --no-cache-dir --prefix=/install -c constraints.txt .
 
 FROM python:3.11-slim
 # The endpoints must be reachable from outside the container's network namespace, and

@@ -17,6 +17,7 @@ import structlog
 from daemon import __version__
 from daemon.errors import EXIT_FATAL, EXIT_OK, EXIT_USAGE, ConfigError, DrainerError
 from daemon.logs import configure_logging, is_configured, journal_stream
+from daemon.revision import revision
 from daemon.settings import Settings, config_path, load_settings
 from daemon.settings.load import security_warnings
 from daemon.sink.memory import evicting_policy
@@ -38,10 +39,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.runtime.run import Runtime
-    from daemon.runtime.signals import capture_signals
-    from daemon.runtime.systemd import Notifier
-    from daemon.runtime.wiring import build
+    from daemon.spool.lock import lock_spool
 
     settings = _settings(args)
     configure_logging(
@@ -50,9 +48,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.secret_values(),
         journal=journal_stream(os.environ.get("JOURNAL_STREAM"), sys.stdout),
     )
+    # One daemon per spool: taken before any spool is opened or anything pulled, held until
+    # the process exits; a second daemon stops here with one line naming the holder. It also
+    # records whether this run ends in an orderly way (drainer_unclean_exits_total).
+    spool_lock = lock_spool(settings.spool.dir, settings.server.listen)
+    orderly = False
+    try:
+        code = _run_locked(args, settings, spool_lock.unclean_exits)
+        orderly = code == EXIT_OK
+        return code
+    except ConfigError:
+        orderly = True  # exit 2: systemd does not restart it; not a crash
+        raise
+    finally:
+        if orderly:
+            spool_lock.mark_clean()
+
+
+def _run_locked(args: argparse.Namespace, settings: Settings, unclean_exits: int) -> int:
+    from daemon.runtime.run import Runtime
+    from daemon.runtime.signals import capture_signals
+    from daemon.runtime.systemd import Notifier
+    from daemon.runtime.wiring import build
+
     for problem in security_warnings(settings, config_path(args.config, os.environ), os.environ):
         structlog.get_logger("daemon").warning("config.insecure", problem=problem)
     parts = build(settings)
+    parts.metrics.unclean_exits.inc(unclean_exits)
     policy = evicting_policy(parts.redis)
     if policy is not None and not settings.redis.allow_eviction:
         raise ConfigError(
@@ -79,6 +101,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"# warning: {problem}", file=sys.stderr)
     print(f"# {path}: OK", file=sys.stderr)
     print(json.dumps(settings.redacted(), indent=2))
+    if args.connect:
+        from daemon.commands.connect import run_checks
+
+        return run_checks(settings)
     return EXIT_OK
 
 
@@ -88,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drain DocPlanner and MyInvois notifications into de-duplicated Redis streams.",
         epilog="Exit codes: 0 clean stop, 1 fatal runtime error, 2 usage or config error.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} (revision {revision()})"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
@@ -109,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         "A problem exits 2 with one line naming the file and the key.",
     )
     _config_arg(check)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect: Redis (auth, version, eviction policy, durability), a token per "
+        "account, one small MyInvois page; nothing is pulled. One line per check on stderr; "
+        "exit 1 naming what failed",
+    )
     check.set_defaults(func=cmd_check_config)
 
     # Commands whose implementation lives in its own module (``add_arguments`` + ``run``).

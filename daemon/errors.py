@@ -12,7 +12,8 @@
     │   └── BadRequestError    400 on a page: our request is wrong; visible failing state
     │       └── PageSizeRefusedError  the 400 names ``pageSize``: ask for smaller pages
     ├── SpoolError             the local write-ahead spool cannot be written
-    │   └── SpoolFullError     ``spool.max_bytes`` reached: pause intake
+    │   ├── SpoolFullError     ``spool.max_bytes`` reached: pause intake
+    │   └── SpoolInUseError    another daemon holds ``spool.dir``'s lock -> exit code 1
     ├── SinkError              Redis did not accept a publish (connection, timeout, OOM,
     │   │                      READONLY/LOADING/MOVED/CLUSTERDOWN while a failover runs)
     │   └── DurabilityError    written, but fewer replicas (or AOF fsyncs) acknowledged
@@ -86,6 +87,10 @@ class SpoolError(DrainerError):
 
 class SpoolFullError(SpoolError):
     """The spool reached ``spool.max_bytes``; intake pauses until records are published."""
+
+
+class SpoolInUseError(SpoolError):
+    """Another process holds the spool directory's lock: one daemon per spool directory."""
 
 
 class SinkError(DrainerError):

@@ -58,15 +58,25 @@ class SecretScrubber:
                 text = text.replace(secret, REDACTED)
         return text
 
+    def value(self, value: Any) -> Any:
+        """``value`` scrubbed, keeping its JSON shape: lists stay arrays, dicts objects;
+        anything else that is not a JSON scalar becomes its scrubbed ``str``."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, int | float | bool | type(None)):
+            return value
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.value(item) for item in value]
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): self.value(v) for k, v in value.items()}
+        return self.scrub(str(value))
+
     def __call__(
         self, logger: object, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         if self._secrets:
             for key, value in event.items():
-                if isinstance(value, str):
-                    event[key] = self.scrub(value)
-                elif not isinstance(value, int | float | bool | type(None)):
-                    event[key] = self.scrub(str(value))
+                event[key] = self.value(value)
         return event
 
 

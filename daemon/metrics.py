@@ -17,6 +17,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -24,8 +25,15 @@ from prometheus_client.registry import Collector
 from daemon import __version__
 from daemon.errors import SinkError
 from daemon.metrics_refusals import RefusalMetrics
+from daemon.revision import revision
 
 log = structlog.get_logger("daemon.metrics")
+
+# No `<counter>_created` / `<histogram>_created` series: a fifth of every scrape's samples
+# (49 of 241 with three accounts), read by nothing here (the rules use rate/increase, which
+# handle resets). Process-wide in prometheus_client, so it covers every registry the daemon
+# builds (metrics, HTTP server, leases, consumer groups).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 DEADLETTER_REASONS = (
     "unparseable_body",
@@ -172,13 +180,21 @@ class Metrics:
             " deadline (computed at scrape time; a quiet account is ready).",
             registry=registry,
         )
-        self.build_info = Gauge(
-            "drainer_build_info",
-            "Build information; the value is always 1.",
-            ("version",),
+        self.unclean_exits = Counter(
+            "drainer_unclean_exits",
+            "Previous runs of the daemon on this spool directory that did not end in an orderly"
+            " way (crash, SIGKILL, watchdog, OOM kill, power loss), read at start from"
+            " spool.dir/drainer.lock; deliberate restarts and config errors do not count.",
             registry=registry,
         )
-        self.build_info.labels(version=__version__).set(1)
+        self.build_info = Gauge(
+            "drainer_build_info",
+            "Build information: the package version and the git revision it was built from;"
+            " the value is always 1.",
+            ("version", "revision"),
+            registry=registry,
+        )
+        self.build_info.labels(version=__version__, revision=revision()).set(1)
         self.trimmed_unread = Counter(
             "drainer_retention_trimmed_unread_total",
             "Entries retention trimmed (hard cap stream_maxlen) before every consumer group "

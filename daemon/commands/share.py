@@ -30,6 +30,7 @@ SHARED = {
     "stream-entry.schema.json": "JSON Schema of a stream entry, schema 1 (consumer kit)",
     "deadletter-entry.schema.json": "JSON Schema of a dead-letter entry (consumer kit)",
     "asyncapi.json": "AsyncAPI 3.0 document of the three streams (consumer kit)",
+    "constraints.txt": "the dependency versions CI tested: pip install -c constraints.txt",
 }
 # The consumer kit's contract files, package data of drainer_consumer (read, never imported).
 CONTRACT = ("stream-entry.schema.json", "deadletter-entry.schema.json", "asyncapi.json")

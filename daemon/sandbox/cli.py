@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
 
 from daemon.runtime.signals import SignalFlag, capture_signals
@@ -22,6 +24,9 @@ from daemon.sandbox.myinvois import MyInvoisClient, MyInvoisSandbox
 DP_CLIENT = DocPlannerClient("sandbox-dp", "sandbox-dp-secret")
 MI_CLIENT = MyInvoisClient("sandbox-mi", "sandbox-mi-secret")
 PUSH_CLIENT_ID = "sandbox-dp-push"
+SCRATCH_REDIS = "redis://127.0.0.1:6380/0"  # not 6379: a system Redis may be there
+SCRATCH_SPOOL = Path(tempfile.gettempdir()) / "drainer-sandbox-spool"
+SCRATCH_LISTEN = "127.0.0.1:9465"  # not 9464: a real daemon may listen there
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--push-url", default=None, help="add a push-enabled DocPlanner client pushing here")
     add("--push-token", default=None, help="X-Drainer-Token sent with every push")
     add("--seed", type=int, default=0, help="seed for generated data and random faults")
+    # The printed config points at safe local values: never the system Redis or /var/lib.
+    add(
+        "--redis-url",
+        default=SCRATCH_REDIS,
+        help=f"[redis] url of the printed config (default {SCRATCH_REDIS}: a scratch Redis)",
+    )
+    add("--spool-dir", default=str(SCRATCH_SPOOL), help=f"[spool] dir (default {SCRATCH_SPOOL})")
+    add("--listen", default=SCRATCH_LISTEN, help=f"[server] listen (default {SCRATCH_LISTEN})")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -145,7 +158,20 @@ def banner(
         f"  client_id {MI_CLIENT.client_id}  client_secret {MI_CLIENT.client_secret}"
         f"  ({args.myinvois_notifications} notifications over the last 3 days)",
         "",
-        "# drainer.toml",
+        "# drainer.toml: a complete config for these sandboxes (drainer run --config FILE)",
+        "[redis]",
+        f'url = "{args.redis_url}"  # a scratch Redis of your own, e.g.: '
+        "redis-server --port 6380 --save ''",
+        "",
+        "[spool]",
+        f'dir = "{args.spool_dir}"',
+        "",
+        "[server]",
+        f'listen = "{args.listen}"',
+        "",
+        "[log]",
+        'format = "console"',
+        "",
         "[[docplanner]]",
         'name = "sandbox"',
         f'base_url = "{dp_url}"',

@@ -92,11 +92,21 @@ def _first_error(exc: ValidationError) -> str:
     return f"{key}: {message}{more}" if key else f"{message}{more}"
 
 
+# The shipped unit loads the whole credentials directory (LoadCredential=drainer:<dir>, systemd
+# >= 251), and systemd names each of its files ``drainer_<file name>`` (systemd.exec(5)).
+CREDENTIAL_PREFIX = "drainer_"
+
+
 def secret_path(name: Path, environ: Mapping[str, str]) -> Path:
-    """A ``*_file`` name: absolute as is, else inside ``$CREDENTIALS_DIRECTORY`` when set."""
+    """A ``*_file`` name: absolute as is, else inside ``$CREDENTIALS_DIRECTORY`` when set:
+    ``NAME`` itself, or, when only that exists, ``drainer_NAME`` (a loaded directory)."""
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if not name.is_absolute() and credentials:
-        return Path(credentials) / name
+        direct = Path(credentials) / name
+        loaded = Path(credentials) / f"{CREDENTIAL_PREFIX}{name}"
+        if len(name.parts) == 1 and not direct.exists() and loaded.exists():
+            return loaded
+        return direct
     return name
 
 

@@ -259,10 +259,35 @@ def _date_header(response: requests.Response) -> float | None:
         return None
 
 
+# RFC 6749 §5.2: the error codes of a refused token request. Only these are echoed into our
+# errors (e.g. invalid_client: wrong id or secret; invalid_grant: MyInvois refusing
+# onbehalfof), never the upstream's free text.
+OAUTH_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    }
+)
+
+
+def _oauth_error(response: requests.Response) -> str:
+    """`` <code>`` when the body names an RFC 6749 error code, else empty."""
+    try:
+        code = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f" {code}" if isinstance(code, str) and code in OAUTH_ERRORS else ""
+
+
 def token_from(response: requests.Response, what: str) -> tuple[str, float]:
     """``(access_token, expires_in)`` from a token response, or AuthError/TransientError."""
     if response.status_code in (400, 401, 403):
-        raise AuthError(f"{what}: token request refused ({response.status_code})")
+        code = f"{response.status_code}{_oauth_error(response)}"
+        raise AuthError(f"{what}: token request refused ({code})")
     if response.status_code == 404:
         # No token endpoint there: the configured URL is wrong (or the route moved).
         raise NotFoundError(f"{what}: token endpoint not found (404): check base_url")

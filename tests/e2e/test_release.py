@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -39,9 +40,24 @@ def test_share_lists_and_prints_the_operations_files() -> None:
     ]
 
 
+def test_version_names_the_release_and_the_revision() -> None:
+    """`drainer --version` prints the package version and the git revision of the checkout."""
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    shown = drainer("--version")
+    assert shown.returncode == 0, shown.stderr
+    assert re.fullmatch(
+        rf"drainer {re.escape(__version__)} \(revision {head}(-dirty)?\)\n", shown.stdout
+    )
+
+
 @pytest.mark.slow
 def test_wheel_is_versioned_and_carries_the_operations_files(tmp_path: Path) -> None:
-    """`pip wheel .` gives notification_drainer-<version>: the files' contents, not links."""
+    """`pip wheel .` gives notification_drainer-<version>: the files' contents, its revision."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
         capture_output=True,
@@ -57,6 +73,15 @@ def test_wheel_is_versioned_and_carries_the_operations_files(tmp_path: Path) -> 
             packaged = archive.read(f"daemon/share/{name}").decode()
             assert packaged == (ROOT / "daemon" / "share" / name).read_text(encoding="utf-8")
         metadata = archive.read(f"notification_drainer-{__version__}.dist-info/METADATA").decode()
+        built_from = archive.read("daemon/REVISION").decode().strip()
     assert "daemon/cli.py" in names
+    assert "daemon/share/constraints.txt" in names
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert built_from in {head, f"{head}-dirty"}
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: rich")]
     assert requires == ['Requires-Dist: rich>=13.0; extra == "ui"'], requires

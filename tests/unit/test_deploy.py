@@ -79,9 +79,11 @@ def metric_names(expr: str) -> set[str]:
     names: set[str] = set()
     for match in re.finditer(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(\s*\()?", expr):
         name, call = match.groups()
+        if name.lower() in PROMQL_KEYWORDS:  # `a and (b)`: an operator, not a function
+            continue
         if call:
             assert name in PROMQL_CALLS, f"unknown PromQL function {name!r} in {expr!r}"
-        elif name.lower() not in PROMQL_KEYWORDS:
+        else:
             names.add(name)
     return names
 
@@ -251,7 +253,42 @@ def test_dashboard_shows_every_operational_metric() -> None:
         "drainer_http_responses_total",
         "process_resident_memory_bytes",
         "process_start_time_seconds",
+        "drainer_ready",
+        "drainer_unclean_exits_total",
     } <= used
+
+
+def test_every_dashboard_query_is_scoped_to_the_job_and_instance_variables() -> None:
+    """Each series a panel selects carries job=~"$job", instance=~"$instance": no other process."""
+    dashboard = load_dashboard()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    for name in ("job", "instance"):
+        assert variables[name]["type"] == "query"
+        assert variables[name]["includeAll"] and "allValue" not in variables[name]
+    assert variables["job"]["query"]["query"] == "label_values(drainer_build_info, job)"
+    for name in ("instance", "source", "account"):
+        assert 'job=~"$job"' in variables[name]["query"]["query"], name
+    scoped = '{job=~"$job", instance=~"$instance"'
+    for panel in panels(dashboard["panels"]):
+        if panel["type"] == "row":
+            continue
+        assert panel["targets"], panel["title"]
+        exprs = [t["expr"] for t in panel["targets"]]
+        assert any(scoped in e for e in exprs), panel["title"]
+        for expr in exprs:
+            for match in re.finditer(r"(?<![\w:$])(?:drainer|process)_\w+", expr):
+                assert expr[match.end() :].startswith(scoped), (panel["title"], expr)
+
+
+def test_dashboard_has_a_readiness_panel() -> None:
+    """The signal DrainerNotReady pages on, drainer_ready, has a panel of its own."""
+    titles = {
+        p["title"]
+        for p in panels(load_dashboard()["panels"])
+        for t in p.get("targets", [])
+        if metric_names(t["expr"]) == {"drainer_ready"}
+    }
+    assert titles == {"Ready (/readyz)"}
 
 
 def test_dashboard_uses_a_prometheus_datasource_variable() -> None:

@@ -34,6 +34,22 @@ def test_json_lines_and_secret_scrubbing() -> None:
     assert "***" in lines[0]["error"] and "***" in lines[1]["exception"]
 
 
+def test_lists_and_mappings_stay_json_arrays_and_objects() -> None:
+    """A list in a log field is a JSON array (not Python's repr), scrubbed item by item."""
+    out = io.StringIO()
+    configure_logging("info", "json", secrets=["hunter2-secret"], stream=out)
+    structlog.get_logger("test").info(
+        "runtime.started",
+        docplanner=["pl", "es"],
+        myinvois=("acme",),
+        detail={"hunter2-secret": ["x hunter2-secret", 3, None]},
+    )
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert line["docplanner"] == ["pl", "es"]
+    assert line["myinvois"] == ["acme"]
+    assert line["detail"] == {"***": ["x ***", 3, None]}
+
+
 def test_level_filters_debug() -> None:
     """log.level = info drops debug events."""
     out = io.StringIO()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
+from daemon import __version__
 from daemon.errors import SinkError
-from daemon.metrics import StreamLengthCollector
+from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.metrics_process import register_process_metrics
+from daemon.revision import revision
+from daemon.server.stats import HttpMetrics
 
 
 def test_process_metrics_are_on_the_injected_registry() -> None:
@@ -41,3 +44,26 @@ def test_redis_up_is_1_when_xlen_answers_and_0_when_it_does_not() -> None:
         registry.get_sample_value("drainer_stream_length", {"stream": "drainer:{docplanner}"})
         is None
     )
+
+
+def test_build_info_carries_the_version_and_the_revision() -> None:
+    """drainer_build_info{version,revision} names the package version and its git revision."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    labels = {"version": __version__, "revision": revision()}
+    assert registry.get_sample_value("drainer_build_info", labels) == 1
+    assert revision() != "unknown"  # a checkout asks git; a wheel reads daemon/REVISION
+
+
+def test_no_created_series_are_exported() -> None:
+    """Counters and histograms export no `_created` samples (a fifth of a scrape, unused)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, [("docplanner", "pl"), ("myinvois", "acme")])
+    metrics.upstream_requests.labels(
+        source="docplanner", account="pl", endpoint="notifications", code="200"
+    ).inc()
+    HttpMetrics(registry).add_listener("main", dict)
+    text = generate_latest(registry).decode()
+    assert "drainer_events_received_total{" in text
+    assert "drainer_upstream_request_duration_seconds_bucket{" in text
+    assert [line for line in text.splitlines() if "_created" in line] == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
+
+from packaging.version import Version
 
 from daemon import __version__
 from daemon.commands.share import CONTRACT, SHARED, shared_file
@@ -15,6 +18,7 @@ SOURCES = {
     "notification-drainer.json": "deploy/grafana/notification-drainer.json",
     "alerts.yml": "deploy/prometheus/alerts.yml",
     "alerts.test.yml": "deploy/prometheus/alerts.test.yml",
+    "constraints.txt": "constraints.txt",
 }
 
 
@@ -36,14 +40,20 @@ def test_share_directory_holds_only_links_to_the_repository_files() -> None:
         assert link.resolve() == (ROOT / source).resolve(), name
 
 
-def test_pyproject_ships_share_as_package_data_and_version_is_0_2_0() -> None:
+def test_pyproject_ships_share_as_package_data_and_the_version_is_the_pyproject_one() -> None:
     """setuptools puts daemon/share/* in the wheel; the installed version is the pyproject one."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["tool"]["setuptools"]["package-data"]["daemon"] == ["share/*"]
-    assert pyproject["project"]["version"] == __version__ == "0.2.0"
+    assert pyproject["project"]["version"] == __version__
 
 
-def test_changelog_has_an_entry_for_this_version() -> None:
-    """CHANGELOG.md (Keep a Changelog) has a dated section for the current version."""
+def test_between_releases_the_version_is_a_dev_version_with_an_unreleased_changelog() -> None:
+    """A .devN version has `## [Unreleased]` first in the changelog; a release has its date."""
     text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
-    assert f"\n## [{__version__}] - " in text
+    sections = re.findall(r"^## \[([^\]]+)\](.*)$", text, re.MULTILINE)
+    released = Version(__version__).base_version
+    if Version(__version__).is_devrelease:
+        assert sections[0] == ("Unreleased", "")
+        assert released not in [name for name, _ in sections], "a .dev of a released version"
+    else:
+        assert re.fullmatch(r" - \d{4}-\d{2}-\d{2}", dict(sections)[__version__])
