@@ -16,6 +16,7 @@ OLD_DOCKERIGNORE = """*
 !pyproject.toml
 !README.md
 !daemon/
+!drainer_consumer/
 !deploy/systemd/
 !deploy/grafana/
 !deploy/prometheus/
