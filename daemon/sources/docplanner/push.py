@@ -79,7 +79,7 @@ class PushReceiver:
     def handle(self, token: str | None, body: bytes) -> Answer:
         """Spool one pushed notification; see the module docstring for the answers."""
         if not self.authorized(token):
-            return 401, {"error": "missing or wrong X-Drainer-Token"}
+            return 401, {"error": "missing or wrong push token"}
         if not self.accepting.is_set():
             return 503, {"error": "shutting down; push again later"}
         wall = self.wall_clock()
