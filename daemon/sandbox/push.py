@@ -15,10 +15,14 @@ from urllib.parse import urlsplit
 from daemon.sandbox.server import json_body
 
 PUSH_TIMEOUT = 10.0
+# [C G-PVP] (docplanner-api-notes.md §5): DocPlanner "supports API Key authorization in the
+# request header", the header agreed with the client: the default, or the client's push_header.
 TOKEN_HEADER = "X-Drainer-Token"  # noqa: S105 - a header name, not a secret
 
 
-def post_each(url: str, token: str | None, notifications: Iterable[Any]) -> list[int]:
+def post_each(
+    url: str, token: str | None, notifications: Iterable[Any], header: str = TOKEN_HEADER
+) -> list[int]:
     """POST every notification, one request each, over one kept-alive connection.
 
     Returns the status of each POST in order; ``0`` means no HTTP answer (refused,
@@ -30,7 +34,7 @@ def post_each(url: str, token: str | None, notifications: Iterable[Any]) -> list
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"Content-Type": "application/json", "User-Agent": "DocPlanner-Push/sandbox"}
     if token:
-        headers[TOKEN_HEADER] = token
+        headers[header] = token
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     statuses: list[int] = []
     connection: http.client.HTTPConnection | None = None
@@ -66,8 +70,15 @@ class PushEmitter:
         self._failed: dict[str, list[Any]] = {}
         self._redispatching = 0
 
-    def send(self, client_id: str, url: str, token: str | None, items: list[Any]) -> list[int]:
-        statuses = post_each(url, token, items)
+    def send(
+        self,
+        client_id: str,
+        url: str,
+        token: str | None,
+        items: list[Any],
+        header: str = TOKEN_HEADER,
+    ) -> list[int]:
+        statuses = post_each(url, token, items, header)
         with self._lock:
             for item, status in zip(items, statuses, strict=True):
                 book = self._pushed if 200 <= status < 300 else self._failed
@@ -88,10 +99,17 @@ class PushEmitter:
             self._redispatching += 1
             return self._failed.pop(client_id, [])
 
-    def redispatch(self, client_id: str, url: str, token: str | None, items: list[Any]) -> None:
+    def redispatch(
+        self,
+        client_id: str,
+        url: str,
+        token: str | None,
+        items: list[Any],
+        header: str = TOKEN_HEADER,
+    ) -> None:
         try:
             if items:
-                self.send(client_id, url, token, items)
+                self.send(client_id, url, token, items, header)
         finally:
             with self._lock:
                 self._redispatching -= 1
