@@ -14,7 +14,10 @@ import http.client
 import json
 import os
 import re
+import resource
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -420,3 +423,30 @@ def test_a_204_keeps_the_connection_open_when_the_client_asked(front: Front) -> 
             assert not response.will_close
     finally:
         connection.close()
+
+
+# --- 4. descriptors --------------------------------------------------------------------------
+
+
+def test_a_descriptor_limit_below_the_connection_limits_refuses_to_start(
+    tmp_path: Path, redis_server: LocalRedis
+) -> None:
+    """ulimit -n 300 under two listeners of 1000 connections: exit 2 and one line."""
+    config = write_config(tmp_path / "drainer.toml", redis_server.url)
+    server = f'[server]\npush_listen = "127.0.0.1:{free_port()}"\n'
+    config.write_text(config.read_text().replace("[server]\n", server, 1))
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=low_limit,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "server.connection_limit" in result.stderr and "300" in result.stderr
