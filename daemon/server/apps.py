@@ -19,6 +19,7 @@ import hmac
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
@@ -66,12 +67,14 @@ class _Decoy:
         self._token = b"\x00" * 32
         self._lock = threading.Lock()
         self._refused = 0
+        self._last = 0.0
 
     def authorized(self, token: str | None) -> bool:
         given = (token or "").encode("utf-8", errors="replace")
         hmac.compare_digest(given, self._token)
         with self._lock:  # PushReceiver counts its refusals under a lock too
             self._refused += 1
+            self._last = time.monotonic()
         return False
 
 
