@@ -3,10 +3,12 @@
 :class:`Router` dispatches by path. ``/metrics`` is prometheus_client's own WSGI app
 (OpenMetrics negotiation, gzip). ``/push/docplanner/<account>`` hands the body to the
 account's :class:`PushEndpoint` (``daemon.sources.docplanner.push.PushReceiver``).
-:meth:`Router.gate` is the part of push auth that runs on the server's I/O thread as soon
-as the headers are in, before any body byte is read (see ``daemon.server.strict``); the
-router checks the token again itself. An unknown account, a pull-only account, a wrong and
-a missing token all get the same 401, byte for byte, so account names cannot be probed.
+The header-time checks (``daemon.server.gate``) run on the server's I/O thread before any
+body byte is read and call :meth:`Router.authorized`; the router checks the token again
+itself. The token is read from the account's ``push_header`` (``header_of``). An unknown
+account, a pull-only account, a wrong and a missing token all get the same 401, byte for
+byte and in the same time, so account names cannot be probed. ``HEAD`` is answered with
+the GET's headers, its ``Content-Length`` included, and no body.
 
 The apps never raise into the server: an unexpected error is a ``http.app_error`` log
 event (with its traceback, in JSON) and a 500 JSON body without one. They never set a

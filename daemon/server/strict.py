@@ -1,4 +1,4 @@
-"""waitress, made strict: framing guards, auth before the body, a whole-request deadline.
+"""waitress, made strict: framing guards, the header-time gate, clean error pages.
 
 waitress reads every socket (request line, headers, body) on one non-blocking I/O thread
 and hands a worker only a request that has fully arrived, so a slow client costs a file
@@ -8,18 +8,20 @@ descriptor, never a thread. These subclasses run on that I/O thread:
   ``Transfer-Encoding`` with ``Content-Length`` -> 400 and close (RFC 9112 §6.3; upstream
   Pylons/waitress#464), more than one ``Content-Length`` or one that is not ``SP? 1*18DIGIT``
   -> 400 (also stops the uncaught ValueError of a 5000-digit value), ``Transfer-Encoding`` on
-  HTTP/1.0 -> 400 (RFC 9112 §6.1). Once the headers are in it asks the router's gate (401)
-  and checks ``Content-Length`` (413) before a body byte is read; while a chunked body
-  arrives it counts *decoded* bytes (waitress counts chunk framing towards its own limit).
-  An error set here is answered by waitress's error task, which closes the connection.
-- :class:`DrainerServer` enforces the whole-request deadline in ``maintenance()`` (called
-  by the I/O loop every ``cleanup_interval`` = 1 s): waitress's ``channel_timeout`` is idle
-  time and every received byte resets it, so a client sending a byte a second would hold
-  its connection forever. Past the deadline: 408 and close.
-- The task classes count every response, the server-made ones too.
+  HTTP/1.0 -> 400 (RFC 9112 §6.1). Once the headers are in it asks the listener's gate
+  (``daemon.server.gate``: 401/403/404/405/413/429) before a body byte is read; a refused
+  request never gets ``100 Continue`` and the rest of that read is dropped unparsed. While
+  a chunked body arrives it counts *decoded* bytes (waitress counts chunk framing).
+  An error set here is answered by the error task, which closes the connection.
+- :class:`StrictChannel` knows its peer (for the gate and the per-source cap) and since
+  when it waits for a request (``daemon.server.conns`` enforces the deadlines).
+- The task classes count every response, the server-made ones too; the WSGI task keeps a
+  connection open after a 204, the error task never quotes the request.
 
 Only waitress's class attributes ``parser_class``, ``channel_class``, ``task_class``,
-``error_task_class`` and ``maintenance()`` are used (stable since 1.x; pinned ``<3.1``).
+``error_task_class``, the tasks' ``build_response_header``/``set_close_on_finish``/``execute``
+and the server's ``maintenance()``/``handle_accept()``/``readable()`` are used (stable since
+1.x; pinned ``<3.1``; tests/e2e/test_http_hostile.py and test_http_intake.py guard them).
 """
 
 from __future__ import annotations
