@@ -211,8 +211,12 @@ class CountedErrorTask(_Counted, ErrorTask):  # type: ignore[misc]
         error = self.request.error
         if not isinstance(error, JsonError):
             error = _plain(error)
-        self.request.error = error
-        super().execute()
+        status, headers, body = error.to_response()
+        self.status = status
+        self.response_headers.extend(headers)
+        self.set_close_on_finish()
+        self.content_length = len(body)  # a HEAD gets the length, not the body
+        self.write(b"" if getattr(self.request, "command", "") == "HEAD" else body)
 
 
 def _plain(error: Error) -> JsonError:

@@ -401,13 +401,16 @@ def test_a_malformed_header_line_is_not_echoed_in_the_error_body(front: Front) -
 
 
 def test_head_on_metrics_is_the_get_without_a_body(front: Front) -> None:
-    """HEAD /metrics: 200 with the GET's length and no body; a pipelined GET stays in step."""
+    """HEAD /metrics (and a refused HEAD): the GET's headers and length, never a body."""
     payload = head("HEAD", "/metrics") + head("GET", "/healthz", "Connection: close")
     codes, raw = exchange(front.port, payload)
     assert codes == [200, 200]
     first, _, rest = raw.partition(b"\r\n\r\n")
     assert b"Content-Length: " in first and b"chunked" not in first
     assert rest.startswith(b"HTTP/1.1 200 "), "the HEAD response carried a body"
+    codes, raw = exchange(front.port, head("HEAD", "/nowhere"))  # refused at header time
+    first, _, rest = raw.partition(b"\r\n\r\n")
+    assert codes == [404] and b"Content-Length: " in first and rest == b""
 
 
 def test_a_204_keeps_the_connection_open_when_the_client_asked(front: Front) -> None:
