@@ -83,6 +83,7 @@ class PushPolicies:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
         self.set_accounts(accounts)
 
     def set_accounts(self, accounts: Sequence[DocPlannerAccount]) -> None:
@@ -101,6 +102,8 @@ class PushPolicies:
         with self._lock:
             self._policies = policies
         self._wake.set()
+        if self._started and not self._stop.is_set():
+            self.start()
 
     def header_of(self, account: str) -> str:
         policy = self._policies.get(account)
@@ -119,15 +122,18 @@ class PushPolicies:
     # --- the background fetch ------------------------------------------------------------
 
     def start(self) -> None:
-        if any(p.published_url for p in self._policies.values()):
+        """Start the fetch thread when some account wants the published list (also later,
+        when :meth:`set_accounts` adds one)."""
+        self._started = True
+        if self._thread is None and any(p.published_url for p in self._policies.values()):
             self._thread = threading.Thread(target=self.run, name="push-allowlist", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=TIMEOUT[0] + TIMEOUT[1] + 1)
+        if self._thread is not None:  # a fetch in flight may take its timeouts: not waited for
+            self._thread.join(timeout=1.0)
 
     def run(self) -> None:
         session = requests.Session()

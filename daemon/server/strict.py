@@ -139,6 +139,9 @@ class StrictParser(HTTPRequestParser):  # type: ignore[misc]
             if self.error is not None:  # never "100 Continue" for a request refused
                 self.expect_continue = False
                 return len(data)  # the rest of this read is its body: never parsed
+            if not (self.chunked or self.content_length > 0):
+                # waitress would send 100 Continue and then wait for a body that never comes
+                self.expect_continue = False
         elif (
             self.chunked
             and self.body_rcv is not None
