@@ -8,6 +8,10 @@
   ``StrictChannel.waiting_since``, which received bytes never move), and a request not
   fully received within ``request_deadline`` of its first byte (408). A connection thus
   holds its slot at most ``idle_timeout + request_deadline`` without a response.
+- At ``connection_limit`` the server closes the connections that have waited longest
+  without beginning a request (at most :data:`EVICT_BATCH` every :data:`EVICT_EVERY`
+  seconds), so that idle or blank-line connections from many addresses cannot keep a new
+  push waiting in the backlog until their idle deadline.
 - ``handle_accept()`` refuses (closes at once) a connection from a peer that already holds
   ``max_connections_per_source`` of this listener's connections (``trusted_proxies`` are
   exempt: every proxied client shares their address).
@@ -34,6 +38,8 @@ from daemon.server.strict import StrictChannel
 log = structlog.get_logger("daemon.server")
 
 BACKOFF = 1.0  # seconds without accept() after running out of descriptors
+EVICT_EVERY = 0.05  # seconds between scans for idle connections while at the limit
+EVICT_BATCH = 16  # idle connections closed per scan
 _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -59,6 +65,7 @@ class DrainerServer(TcpWSGIServer):  # type: ignore[misc]
         self._sources_lock = threading.Lock()
         self._backoff_until = 0.0
         self._exhausted = False
+        self._next_evict = 0.0
         super().__init__(*args, **kwargs)
 
     # --- per-source accounting (channels call these; a close may run on a worker thread) --
@@ -81,7 +88,29 @@ class DrainerServer(TcpWSGIServer):  # type: ignore[misc]
 
     def readable(self) -> bool:
         accepting: bool = super().readable()  # also runs maintenance() when it is due
+        if self.in_connection_overflow:
+            self._evict_idle()
         return accepting and time.monotonic() >= self._backoff_until
+
+    def _evict_idle(self) -> None:
+        """At the limit: close the connections that have waited longest for a request."""
+        now = time.monotonic()
+        if now < self._next_evict:
+            return
+        self._next_evict = now + EVICT_EVERY
+        idle = [
+            channel
+            for channel in self.active_channels.values()
+            if not channel.requests
+            and not channel.total_outbufs_len  # a response still going out is not idle
+            and not channel.will_close
+            and not channel.close_when_flushed
+            and (channel.request is None or not channel.request.begun)
+        ]
+        idle.sort(key=lambda channel: channel.waiting_since)
+        for channel in idle[:EVICT_BATCH]:
+            channel.will_close = True  # closed by the loop's next pass (writable)
+            self.on_close("evicted")
 
     def handle_accept(self) -> None:
         try:

@@ -7,7 +7,8 @@ each listener at scrape time, so they cost nothing between scrapes.
   readyz, other) — server-made answers (400, 401, 408, 413, 431, 501) included;
 - ``drainer_http_request_deadline_closes_total{listener}``;
 - ``drainer_http_connections_closed_total{listener,reason}``: closed by the server before
-  a response: ``idle`` (no request begun within ``idle_timeout``), ``per_source`` (refused
+  a response: ``idle`` (no request begun within ``idle_timeout``), ``evicted`` (idle, closed
+  to make room at ``connection_limit``), ``per_source`` (refused
   at accept: the peer holds ``max_connections_per_source``), ``descriptors`` (accept()
   failed for want of file descriptors);
 - ``drainer_http_push_refusals_total{reason}``: pushes answered before the body:
@@ -31,7 +32,7 @@ from prometheus_client.registry import Collector
 from daemon.server.apps import ROUTES
 
 PUSH_CODES = ("204", "400", "401", "403", "413", "429", "503")
-CLOSE_REASONS = ("idle", "per_source", "descriptors")
+CLOSE_REASONS = ("idle", "evicted", "per_source", "descriptors")
 REFUSAL_REASONS = (
     "forbidden_source",
     "unauthorized",

@@ -318,6 +318,19 @@ def test_one_source_holds_at_most_its_share_of_connections(front: Front) -> None
             sock.close()
 
 
+def test_at_the_connection_limit_idle_connections_make_room_for_a_push(front: Front) -> None:
+    """64 idle connections from 8 addresses fill the listener: the longest idle are closed."""
+    before = sample(front, "drainer_http_connections_closed_total", reason="evicted")
+    socks = [connect(front.port, f"127.0.0.{40 + n % 8}") for n in range(64)]
+    try:
+        assert post(front.port) == 204
+        after = sample(front, "drainer_http_connections_closed_total", reason="evicted")
+        assert after > before
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 # --- 3. push header, allowlist, trusted proxies ---------------------------------------------
 
 
