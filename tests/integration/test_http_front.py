@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
@@ -126,3 +128,23 @@ def _healthz(port: int) -> bool:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+RAISE = """
+import resource
+from daemon.server.descriptors import ensure_descriptors
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))
+need = ensure_descriptors(1000, 1, 2)
+print(need, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def test_the_soft_descriptor_limit_is_raised_when_the_hard_one_allows() -> None:
+    """Soft 300 under a larger hard limit: raised to what the connection limits need."""
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2000:
+        pytest.skip("the hard RLIMIT_NOFILE here is below the need")
+    result = subprocess.run(
+        [sys.executable, "-c", RAISE], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["1136", "1136"]
