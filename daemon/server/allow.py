@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -153,7 +154,8 @@ class PushPolicies:
                 continue
             if self.clock() >= policy.due_at:
                 ok = self._fetch(session, name, policy)
-                policy.due_at = self.clock() + (self.refresh_every if ok else self.retry_every)
+                wait = self.refresh_every if ok else self.retry_every * random.uniform(1.0, 1.2)
+                policy.due_at = self.clock() + wait
             next_due = min(next_due, max(policy.due_at - self.clock(), 0.5))
         return next_due
 

@@ -168,7 +168,8 @@ class HttpFront:
                 "http.listen_exposed",
                 listen=settings.listen,
                 detail="server.listen serves /metrics and /readyz (account names, upstream "
-                "errors): keep it on loopback and expose push through server.push_listen",
+                "errors): keep it on loopback (or behind a firewall or a loopback port "
+                "mapping) and expose push through server.push_listen",
             )
         metrics = HttpMetrics(registry)
         self.policies = PushPolicies(accounts)
