@@ -88,10 +88,11 @@ def _wait_healthy(port: int, timeout: float = 30.0) -> None:
 class _Consumer(threading.Thread):
     """XREAD BLOCK on the stream; remembers when each event_id was first seen."""
 
-    def __init__(self, redis_url: str, expected: int) -> None:
+    def __init__(self, redis_url: str, ids: set[str]) -> None:
         super().__init__(name="consumer", daemon=True)
         self.client = redis.Redis.from_url(redis_url)
-        self.expected = expected
+        self.ids = ids
+        self.expected = len(ids)
         self.seen: dict[str, float] = {}
         self.stop = threading.Event()
 
@@ -103,7 +104,9 @@ class _Consumer(threading.Thread):
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     last = entry_id
-                    self.seen.setdefault(fields[b"event_id"].decode(), now)
+                    event_id = fields[b"event_id"].decode()
+                    if event_id in self.ids:  # not an earlier run's
+                        self.seen.setdefault(event_id, now)
         self.client.close()
 
 
@@ -115,10 +118,17 @@ def _send(
     sent: list[float],
     answered: list[float],
     statuses: list[int],
+    close: bool = False,
 ) -> None:
-    """POST ``bodies[i]`` for i in ``indices`` at ``start + i / RATE`` (open loop)."""
+    """POST ``bodies[i]`` for i in ``indices`` at ``start + i / RATE`` (open loop).
+
+    ``close``: ask for ``Connection: close``, a new TCP connection per push (what every
+    push cost before the server kept connections open after a 204).
+    """
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"Content-Type": "application/json", "X-Drainer-Token": TOKEN}
+    if close:
+        headers["Connection"] = "close"
     try:
         for index in indices:
             delay = start + index / RATE - time.perf_counter()
@@ -163,6 +173,7 @@ def run() -> list[Row]:
                     daemon = start_daemon(config, log)
                 _wait_healthy(port)
                 rows = _measure(port, server.url, fsync_p99)
+                rows += _measure(port, server.url, fsync_p99, close=True)[1:2]
                 return rows + _under_slowloris(port, daemon.pid)
         finally:
             if daemon is not None:
@@ -175,13 +186,13 @@ def run() -> list[Row]:
             server.stop()
 
 
-def _measure(port: int, redis_url: str, fsync_p99: float) -> list[Row]:
+def _measure(port: int, redis_url: str, fsync_p99: float, close: bool = False) -> list[Row]:
     count = int(RATE * SECONDS)
-    factory = NotificationFactory(seed=11)
+    factory = NotificationFactory(seed=13 if close else 11)
     notifications = factory.batch(count, time.time())
     bodies = [json_body(n) for n in notifications]
     ids = [docplanner_event_id("pl", n) for n in notifications]
-    consumer = _Consumer(redis_url, len(set(ids)))
+    consumer = _Consumer(redis_url, set(ids))
     consumer.start()
     sent = [0.0] * count
     answered = [0.0] * count
@@ -190,7 +201,7 @@ def _measure(port: int, redis_url: str, fsync_p99: float) -> list[Row]:
     threads = [
         threading.Thread(
             target=_send,
-            args=(port, bodies, range(k, count, SENDERS), start, sent, answered, statuses),
+            args=(port, bodies, range(k, count, SENDERS), start, sent, answered, statuses, close),
         )
         for k in range(SENDERS)
     ]
@@ -220,7 +231,8 @@ def _measure(port: int, redis_url: str, fsync_p99: float) -> list[Row]:
             "p99 <= 5 ms",
         ),
         Row(
-            "push POST -> 204 (spooled + fsynced)",
+            "push POST -> 204 (spooled + fsynced)"
+            + (", a new connection per push" if close else ", kept-alive connections"),
             f"p50 {statistics.median(receipt) * 1e3:.2f} ms, "
             f"p99 {_percentile(receipt, 0.99) * 1e3:.2f} ms",
             f"disk fsync p99 {fsync_p99 * 1e3:.2f} ms",
@@ -248,8 +260,9 @@ def _under_slowloris(port: int, pid: int) -> list[Row]:
     headers = {"Content-Type": "application/json", "X-Drainer-Token": TOKEN, "Connection": "close"}
     before = thread_count(pid)
     slow = []
-    for _ in range(SLOW_CLIENTS):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    for n in range(SLOW_CLIENTS):  # from 10 addresses: under the per-source connection cap
+        source = (f"127.0.0.{10 + n % 10}", 0)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=source)
         sock.sendall(trickle[:1])
         slow.append(sock)
     samples, statuses, most, sent = [], Counter[int](), before, 1

@@ -57,7 +57,12 @@ class Runtime:
         parts.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         settings = parts.settings
         self.server = HttpFront(
-            settings.server, parts.registry, self.alive, self.readiness, parts.push
+            settings.server,
+            parts.registry,
+            self.alive,
+            self.readiness,
+            parts.push,
+            accounts=settings.docplanner,
         )
         detect_durability(parts.sink)  # once the listeners are bound: a busy port is one line
 

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--requests-per-hour", type=int, default=8000, help="DocPlanner GET budget per hour")
     add("--requests-per-minute", type=int, default=12, help="MyInvois requests per minute")
     add("--push-url", default=None, help="add a push-enabled DocPlanner client pushing here")
-    add("--push-token", default=None, help="X-Drainer-Token sent with every push")
+    add("--push-token", default=None, help="the push key sent with every push")
+    add("--push-header", default="X-Drainer-Token", help="the header the push key goes in")
     add("--seed", type=int, default=0, help="seed for generated data and random faults")
     # The printed config points at safe local values: never the system Redis or /var/lib.
     add(
@@ -81,7 +82,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     dp_clients = [DP_CLIENT]
     if args.push_url:
         secret = f"{PUSH_CLIENT_ID}-secret"
-        dp_clients.append(DocPlannerClient(PUSH_CLIENT_ID, secret, args.push_url, args.push_token))
+        dp_clients.append(
+            DocPlannerClient(
+                PUSH_CLIENT_ID, secret, args.push_url, args.push_token, args.push_header
+            )
+        )
     dp = DocPlannerSandbox(
         dp_clients,
         clock=clock,

@@ -27,12 +27,15 @@ from daemon.sandbox.clock import SandboxClock, iso_utc_offset
 from daemon.sandbox.events import NotificationFactory, malformed
 from daemon.sandbox.faults import RETRY_AFTER_SECONDS
 from daemon.sandbox.oauth import TokenStore, bearer, docplanner_token
-from daemon.sandbox.push import PushEmitter
+from daemon.sandbox.push import TOKEN_HEADER, PushEmitter
 from daemon.sandbox.ratelimit import SlidingWindow
 from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
 
 API_PREFIX = "/api/v3/integration"
 TOKEN_PATH = "/oauth/v2/token"  # noqa: S105 - a URL path, not a secret
+# [C SPEC Fundamentals] (docplanner-api-notes.md §5): the push source addresses, published
+# at https://www.{domain}/public/docs/public-ips.json as {"API": [...]}.
+PUBLIC_IPS_PATH = "/public/docs/public-ips.json"
 MEDIA_TYPE = "application/vnd.docplanner+json"
 ERROR_TYPE = "application/vnd.error+docplanner+json"
 EXPIRY_SECONDS = 72 * 3600  # [OAS]: "not pulled in 72 hours are marked as expired and deleted"
@@ -53,6 +56,7 @@ class DocPlannerClient:
     push_url: str | None = None
     push_token: str | None = None
     enabled: bool = True
+    push_header: str = TOKEN_HEADER  # the header agreed for the API key [C G-PVP]
 
 
 @dataclass
@@ -94,8 +98,10 @@ class DocPlannerSandbox(SandboxServer):
         preencode: bool = False,
         push_retries: str = "once",
         push_retry_scale: float = 1.0,
+        public_ips: Iterable[str] = ("127.0.0.1",),
     ) -> None:
         super().__init__(clock=clock, latency=latency, host=host, port=port, seed=seed)
+        self.public_ips = list(public_ips)  # served at PUBLIC_IPS_PATH; tests may change it
         self.requests_per_hour = requests_per_hour
         self.api_prefix = API_PREFIX  # tests move it to simulate a routing change upstream
         # [OAS] pull body shape (seed: docplanner-api-notes.md §1): benchmarks encode each
@@ -202,7 +208,8 @@ class DocPlannerSandbox(SandboxServer):
                 notifications = [item for _, item, _ in account.queue]
                 if drain:
                     account.queue.clear()
-        return self.pusher.send(client_id, url, token, list(notifications))
+        header = account.client.push_header
+        return self.pusher.send(client_id, url, token, list(notifications), header)
 
     def wait_redispatch(self, timeout: float = 5.0) -> bool:
         """Wait until re-dispatches triggered by release calls have finished."""
@@ -227,6 +234,8 @@ class DocPlannerSandbox(SandboxServer):
     # -- HTTP --------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if request.path == PUBLIC_IPS_PATH and request.method == "GET":
+            return Response(200, json_body({"API": list(self.public_ips)}), "application/json")
         if request.path == TOKEN_PATH:
             if request.method != "POST":
                 return _error(405, "Method not allowed")
@@ -395,5 +404,12 @@ class DocPlannerSandbox(SandboxServer):
             pending = self.pusher.take_failed(account.client.client_id)
         client = account.client
         url = client.push_url or ""
-        send = partial(self.pusher.redispatch, client.client_id, url, client.push_token, pending)
+        send = partial(
+            self.pusher.redispatch,
+            client.client_id,
+            url,
+            client.push_token,
+            pending,
+            client.push_header,
+        )
         return Response(204, after=send)  # [OAS] release: 204 "Successfully queued notifications"

@@ -18,10 +18,14 @@ from daemon.sandbox.push_retry import PushRetries
 from daemon.sandbox.server import json_body
 
 PUSH_TIMEOUT = 10.0
+# [C G-PVP] (docplanner-api-notes.md §5): DocPlanner "supports API Key authorization in the
+# request header", the header agreed with the client: the default, or the client's push_header.
 TOKEN_HEADER = "X-Drainer-Token"  # noqa: S105 - a header name, not a secret
 
 
-def post_each(url: str, token: str | None, notifications: Iterable[Any]) -> list[int]:
+def post_each(
+    url: str, token: str | None, notifications: Iterable[Any], header: str = TOKEN_HEADER
+) -> list[int]:
     """POST every notification, one request each, over one kept-alive connection.
 
     Returns the status of each POST in order; ``0`` means no HTTP answer (refused,
@@ -33,7 +37,7 @@ def post_each(url: str, token: str | None, notifications: Iterable[Any]) -> list
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"Content-Type": "application/json", "User-Agent": "DocPlanner-Push/sandbox"}
     if token:
-        headers[TOKEN_HEADER] = token
+        headers[header] = token
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     statuses: list[int] = []
     connection: http.client.HTTPConnection | None = None
@@ -71,28 +75,34 @@ class PushEmitter:
         self.retries = PushRetries(retries, retry_scale, deliver=self._retry, bury=self._bury)
 
     def send(
-        self, client_id: str, url: str, token: str | None, items: list[Any], retry: bool = True
+        self,
+        client_id: str,
+        url: str,
+        token: str | None,
+        items: list[Any],
+        header: str = TOKEN_HEADER,
+        retry: bool = True,
     ) -> list[int]:
-        statuses = post_each(url, token, items)
+        statuses = post_each(url, token, items, header)
         with self._lock:
             for item, status in zip(items, statuses, strict=True):
                 if 200 <= status < 300:
                     self._pushed.setdefault(client_id, []).append(item)
-                elif not (retry and self.retries.schedule((client_id, url, token, item))):
+                elif not (retry and self.retries.schedule((client_id, url, token, header, item))):
                     self._failed.setdefault(client_id, []).append(item)
         return statuses
 
-    def _retry(self, job: tuple[str, str, str | None, Any]) -> bool:
-        client_id, url, token, item = job
-        (status,) = post_each(url, token, [item])
+    def _retry(self, job: tuple[str, str, str | None, str, Any]) -> bool:
+        client_id, url, token, header, item = job
+        (status,) = post_each(url, token, [item], header)
         if 200 <= status < 300:
             with self._lock:
                 self._pushed.setdefault(client_id, []).append(item)
             return True
         return False
 
-    def _bury(self, job: tuple[str, str, str | None, Any]) -> None:
-        client_id, _, _, item = job
+    def _bury(self, job: tuple[str, str, str | None, str, Any]) -> None:
+        client_id, _, _, _, item = job
         with self._lock:
             self._failed.setdefault(client_id, []).append(item)
 
@@ -110,10 +120,17 @@ class PushEmitter:
             self._redispatching += 1
             return self._failed.pop(client_id, [])
 
-    def redispatch(self, client_id: str, url: str, token: str | None, items: list[Any]) -> None:
+    def redispatch(
+        self,
+        client_id: str,
+        url: str,
+        token: str | None,
+        items: list[Any],
+        header: str = TOKEN_HEADER,
+    ) -> None:
         try:
             if items:
-                self.send(client_id, url, token, items, retry=False)
+                self.send(client_id, url, token, items, header, retry=False)
         finally:
             with self._lock:
                 self._redispatching -= 1

@@ -3,10 +3,12 @@
 :class:`Router` dispatches by path. ``/metrics`` is prometheus_client's own WSGI app
 (OpenMetrics negotiation, gzip). ``/push/docplanner/<account>`` hands the body to the
 account's :class:`PushEndpoint` (``daemon.sources.docplanner.push.PushReceiver``).
-:meth:`Router.gate` is the part of push auth that runs on the server's I/O thread as soon
-as the headers are in, before any body byte is read (see ``daemon.server.strict``); the
-router checks the token again itself. An unknown account, a pull-only account, a wrong and
-a missing token all get the same 401, byte for byte, so account names cannot be probed.
+The header-time checks (``daemon.server.gate``) run on the server's I/O thread before any
+body byte is read and call :meth:`Router.authorized`; the router checks the token again
+itself. The token is read from the account's ``push_header`` (``header_of``). An unknown
+account, a pull-only account, a wrong and a missing token all get the same 401, byte for
+byte and in the same time, so account names cannot be probed. ``HEAD`` is answered with
+the GET's headers, its ``Content-Length`` included, and no body.
 
 The apps never raise into the server: an unexpected error is a ``http.app_error`` log
 event (with its traceback, in JSON) and a 500 JSON body without one. They never set a
@@ -18,6 +20,8 @@ from __future__ import annotations
 import hmac
 import json
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
@@ -29,7 +33,8 @@ log = structlog.get_logger("daemon.server")
 
 MAX_PUSH_BYTES = 1024 * 1024  # SPEC §6: a push body is at most 1 MiB
 PUSH_PREFIX = "/push/docplanner/"
-UNAUTHORIZED = "missing or wrong X-Drainer-Token"  # one message for every auth failure
+UNAUTHORIZED = "missing or wrong push token"  # one message for every auth failure
+DEFAULT_HEADER = "X_DRAINER_TOKEN"  # waitress's key of the default push_header
 ROUTES = ("push", "metrics", "healthz", "readyz", "other")
 
 Environ = dict[str, Any]
@@ -43,12 +48,36 @@ _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
+    403: "Forbidden",
     405: "Method Not Allowed",
     413: "Payload Too Large",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
-_DUMMY_TOKEN = b"x" * 32  # compared against for an unknown account: the same work as a real one
+
+
+class _Decoy:
+    """Stands in for an unknown account: the same work as a real account's refusal.
+
+    ``hmac.compare_digest(a, b)`` runs over ``len(b)``: the given token goes first and a
+    stored one second, as in ``PushReceiver.authorized``, so a long token costs the same
+    whichever account it names (issue 29: the arguments were swapped here).
+    """
+
+    def __init__(self) -> None:
+        self._token = b"\x00" * 32
+        self._lock = threading.Lock()
+        self._refused = 0
+        self._last = 0.0
+
+    def authorized(self, token: str | None) -> bool:
+        given = (token or "").encode("utf-8", errors="replace")
+        hmac.compare_digest(given, self._token)
+        with self._lock:  # PushReceiver counts its refusals under a lock too
+            self._refused += 1
+            self._last = time.monotonic()
+        return False
 
 
 class PushEndpoint(Protocol):
@@ -88,44 +117,58 @@ class Router:
         readiness: Readiness,
         push: Mapping[str, PushEndpoint],
         push_only: bool = False,
+        header_of: Callable[[str], str] = lambda account: DEFAULT_HEADER,
     ) -> None:
         self.alive = alive
+        self.header_of = header_of  # account -> waitress key of its push_header
+        self._decoy = _Decoy()
         self.readiness = readiness
         self.push = push
         self.push_only = push_only
         self.metrics_app = make_wsgi_app(registry)
 
-    def authorized(self, path: str, token: str | None) -> bool:
-        """Whether ``token`` opens the push account named in ``path`` (unknown: never)."""
-        endpoint = self.push.get(path.removeprefix(PUSH_PREFIX).strip("/"))
-        if endpoint is None:
-            hmac.compare_digest(_DUMMY_TOKEN, (token or "").encode("utf-8", errors="replace"))
-            return False
-        return endpoint.authorized(token)
+    def token(self, account: str, headers: Mapping[str, str], prefix: str = "") -> str | None:
+        """The push token as sent in ``account``'s header (``prefix`` "HTTP_" in an environ)."""
+        return headers.get(prefix + self.header_of(account))
 
-    def gate(self, path: str, headers: Mapping[str, str]) -> int | None:
-        """Called with the parsed headers before the body is read: 401, or None to go on."""
-        if path.startswith(PUSH_PREFIX) and not self.authorized(
-            path, headers.get("X_DRAINER_TOKEN")
-        ):
-            return 401
-        return None
+    def authorized(self, account: str, token: str | None) -> bool:
+        """Whether ``token`` opens the push ``account`` (unknown: never, in the same time)."""
+        endpoint = self.push.get(account)
+        return (endpoint or self._decoy).authorized(token)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            body = self._dispatch(environ, start_response)
             if environ.get("REQUEST_METHOD") == "HEAD":
-                # The headers of a GET, no body: one on a kept-open connection would be
-                # read as the start of the next response.
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
-                return []
+                return self._head(environ, start_response)
+            body = self._dispatch(environ, start_response)
             return body
         except Exception:
             log.error("http.app_error", route=route_of(environ.get("PATH_INFO", "")), exc_info=True)
             exc_info = sys.exc_info()
             return _json(start_response, 500, {"error": "internal error"}, exc_info)  # type: ignore[arg-type]
+
+    def _head(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """The headers of the GET, with its Content-Length, and no body (RFC 9110 §9.3.2).
+
+        Without a length waitress would frame the empty answer as chunked and send a
+        terminating chunk a HEAD response may not carry; a kept-open connection would read
+        it as the start of the next response.
+        """
+        seen: list[tuple[str, list[tuple[str, str]]]] = []
+        get = {**environ, "REQUEST_METHOD": "GET"}
+        parts = self._dispatch(
+            get, lambda status, headers, exc_info=None: seen.append((status, headers))
+        )
+        try:
+            length = sum(len(part) for part in parts)
+        finally:
+            close = getattr(parts, "close", None)
+            if close is not None:
+                close()
+        status, headers = seen[-1]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(length))])
+        return []
 
     def _dispatch(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
@@ -146,8 +189,9 @@ class Router:
     def _push(
         self, environ: Environ, start_response: StartResponse, path: str, method: str
     ) -> Iterable[bytes]:
-        token = environ.get("HTTP_X_DRAINER_TOKEN")
-        if not self.authorized(path, token):  # the gate already did; defence in depth
+        account = path.removeprefix(PUSH_PREFIX).strip("/")
+        token = self.token(account, environ, prefix="HTTP_")
+        if not self.authorized(account, token):  # the gate already did; defence in depth
             return _json(start_response, 401, {"error": UNAUTHORIZED})
         if method != "POST":
             return _json(start_response, 405, {"error": "POST only"})
@@ -155,7 +199,7 @@ class Router:
         if length > MAX_PUSH_BYTES:  # the parser already refused it; defence in depth
             return _json(start_response, 413, {"error": f"body over {MAX_PUSH_BYTES} bytes"})
         body = environ["wsgi.input"].read(length) if length else b""
-        endpoint = self.push[path.removeprefix(PUSH_PREFIX).strip("/")]
+        endpoint = self.push[account]
         status, document = endpoint.handle(token, body)
         return _json(start_response, status, document)
 

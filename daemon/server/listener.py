@@ -12,8 +12,9 @@ every thread it started, from any thread, in a few milliseconds.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -21,11 +22,15 @@ from prometheus_client import CollectorRegistry
 from waitress import wasyncore
 
 from daemon.errors import ListenError
+from daemon.server.allow import PushPolicies
 from daemon.server.apps import MAX_PUSH_BYTES, PushEndpoint, Readiness, Router
+from daemon.server.conns import DrainerServer
+from daemon.server.descriptors import ensure_descriptors
+from daemon.server.gate import FailureLimiter, Gate, in_any
 from daemon.server.logbridge import route_server_logging
 from daemon.server.stats import HttpMetrics
-from daemon.server.strict import DrainerServer, StrictChannel, StrictParser
-from daemon.settings import ServerSettings
+from daemon.server.strict import StrictChannel, StrictParser
+from daemon.settings import DocPlannerAccount, ServerSettings
 
 log = structlog.get_logger("daemon.server")
 
@@ -40,21 +45,28 @@ class Listener:
         self,
         name: str,
         router: Router,
+        gate: Gate,
         address: tuple[str, int],
         settings: ServerSettings,
         metrics: HttpMetrics,
     ) -> None:
         self.name = name
-        parser = type("Parser", (StrictParser,), {"gate": staticmethod(router.gate)})
+        parser = type("Parser", (StrictParser,), {"gate": staticmethod(gate.check)})
         channel = type("Channel", (StrictChannel,), {"parser_class": parser})
+        trusted = list(settings.trusted_proxies)
         server_class = type(
             "Server",
             (DrainerServer,),
             {
                 "channel_class": channel,
+                "listener": name,
                 "request_deadline": settings.request_deadline,
+                "idle_deadline": settings.idle_timeout,
+                "per_source": settings.max_connections_per_source,
+                "exempt": staticmethod(lambda peer: in_any(peer, trusted)),
                 "on_response": staticmethod(metrics.on_response(name)),
                 "on_deadline": staticmethod(metrics.on_deadline(name)),
+                "on_close": staticmethod(metrics.on_close(name)),
             },
         )
         self._map: dict[int, Any] = {}
@@ -131,7 +143,12 @@ class Listener:
 
 
 class HttpFront:
-    """The main listener (every route) and the optional push-only one."""
+    """The main listener (every route) and the optional push-only one.
+
+    ``accounts`` are the DocPlanner accounts (their ``push_header`` and allowlists; call
+    :meth:`set_accounts` after a reload). The constructor checks the descriptor limit
+    (``daemon.server.descriptors``) before it binds anything.
+    """
 
     def __init__(
         self,
@@ -140,19 +157,50 @@ class HttpFront:
         alive: Callable[[], bool],
         readiness: Readiness,
         push: Mapping[str, PushEndpoint],
+        accounts: Sequence[DocPlannerAccount] = (),
     ) -> None:
         route_server_logging()
-        metrics = HttpMetrics(registry)
-        main = Router(registry, alive, readiness, push)
-        self.listeners = [Listener("main", main, (settings.host, settings.port), settings, metrics)]
         push_address = settings.push_address
-        if push_address is not None:
-            router = Router(registry, alive, readiness, push, push_only=True)
+        listeners = 1 if push_address is None else 2
+        ensure_descriptors(settings.connection_limit, listeners, len(accounts))
+        if not _loopback(settings.host):
+            log.warning(
+                "http.listen_exposed",
+                listen=settings.listen,
+                detail="server.listen serves /metrics and /readyz (account names, upstream "
+                "errors): keep it on loopback (or behind a firewall or a loopback port "
+                "mapping) and expose push through server.push_listen",
+            )
+        metrics = HttpMetrics(registry)
+        self.policies = PushPolicies(accounts)
+        metrics.published = self.policies.published_counts
+        limiter = FailureLimiter(settings.auth_failures_per_minute)
+        self.listeners: list[Listener] = []
+        for name, address in (("main", (settings.host, settings.port)), ("push", push_address)):
+            if address is None:
+                continue
+            only = name == "push"
+            router = Router(
+                registry, alive, readiness, push, push_only=only, header_of=self.policies.header_of
+            )
+            gate = Gate(
+                router,
+                self.policies.allowed,
+                settings.trusted_proxies,
+                limiter,
+                push_only=only,
+                on_refusal=metrics.on_refusal,
+            )
             try:
-                self.listeners.append(Listener("push", router, push_address, settings, metrics))
+                self.listeners.append(Listener(name, router, gate, address, settings, metrics))
             except BaseException:
-                self.listeners[0].stop()
+                for listener in self.listeners:
+                    listener.stop()
                 raise
+
+    def set_accounts(self, accounts: Sequence[DocPlannerAccount]) -> None:
+        """New push headers and allowlists (a reload); published lists already fetched stay."""
+        self.policies.set_accounts(accounts)
 
     @property
     def port(self) -> int:
@@ -165,9 +213,20 @@ class HttpFront:
     def start(self) -> None:
         for listener in self.listeners:
             listener.start()
+        self.policies.start()
 
     def stop(self) -> None:
         for listener in self.listeners:
             listener.signal_stop()
+        self.policies.stop()
         for listener in self.listeners:
             listener.stop()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

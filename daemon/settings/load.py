@@ -18,6 +18,7 @@ from pydantic import SecretStr, ValidationError
 from daemon.errors import ConfigError
 from daemon.settings.env import Override, apply, blame, env_overrides
 from daemon.settings.model import Settings
+from daemon.settings.network import MIN_PUSH_TOKEN
 from daemon.settings.redis_url import url_password
 
 DEFAULT_CONFIG_PATH = Path("/etc/notification-drainer/drainer.toml")
@@ -140,6 +141,10 @@ def _resolve_secret_files(settings: Settings, path: Path, environ: Mapping[str, 
             if token_file is not None:
                 key = f"{kind}[{index}].push_token_file"
                 update["push_token"] = _read_secret(path, key, token_file, environ)
+                if len(update["push_token"].get_secret_value()) < MIN_PUSH_TOKEN:
+                    raise ConfigError(
+                        f"{path}: {key}: shorter than {MIN_PUSH_TOKEN} characters, easy to guess"
+                    )
             resolved[kind].append(account.model_copy(update=update) if update else account)
     return settings.model_copy(update=resolved)
 
@@ -152,9 +157,6 @@ def _with_redis_password(settings: Settings, path: Path, environ: Mapping[str, s
     return settings.model_copy(
         update={"redis": settings.redis.model_copy(update={"password": password})}
     )
-
-
-SHORT_SECRET = 16  # characters; shorter push tokens are guessable
 
 
 def security_warnings(settings: Settings, path: Path, environ: Mapping[str, str]) -> list[str]:
@@ -179,11 +181,6 @@ def security_warnings(settings: Settings, path: Path, environ: Mapping[str, str]
                 files.append((f"{key}.push_token_file", token_file))
             elif getattr(account, "push_token", None) is not None:
                 inline.append(f"{key}.push_token")
-            token = getattr(account, "push_token", None)
-            if token is not None and len(token.get_secret_value()) < SHORT_SECRET:
-                found.append(
-                    f"{key}.push_token: shorter than {SHORT_SECRET} characters, easy to guess"
-                )
             identity = getattr(account, "identity_url", None)
             if account.base_url.startswith("http://"):
                 what = "the bearer token" if identity else "the client secret"

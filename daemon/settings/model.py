@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from daemon.settings.network import MIN_PUSH_TOKEN, HeaderName, Networks
 from daemon.settings.redis_url import parse_host, parse_url, redact_url, url_password
 from daemon.settings.units import parse_duration, parse_size, parse_timestamp
 
@@ -231,6 +232,9 @@ class ServerSettings(_Section):
     connection_limit: int = Field(default=1000, ge=16, le=60000)  # per listener
     request_deadline: Duration = Field(default=10.0, gt=0, le=300)  # first byte -> whole body
     idle_timeout: Duration = Field(default=15.0, ge=1, le=3600)  # keep-alive / silent clients
+    max_connections_per_source: int = Field(default=64, ge=1, le=60000)  # per listener
+    auth_failures_per_minute: int = Field(default=30, ge=1, le=100000)  # per source: then 429
+    trusted_proxies: Networks = []  # X-Forwarded-For decides the push source only from these
 
     @field_validator("listen", "push_listen")
     @classmethod
@@ -304,6 +308,9 @@ class DocPlannerAccount(_Account):
     idle_interval: Duration = 5.0
     push_token: SecretStr | None = None
     push_token_file: Path | None = None
+    push_header: HeaderName = "X-Drainer-Token"  # agreed with DocPlanner
+    push_allow_from: Networks | None = None  # CIDRs allowed to push; unset (and no published) = any
+    push_allow_published: bool = False  # also https://www.{domain}/public/docs/public-ips.json
     release_interval: Duration = 3600.0
 
     @field_validator("batch_size", mode="before")
@@ -320,6 +327,8 @@ class DocPlannerAccount(_Account):
             raise ValueError("set only one of push_token or push_token_file")
         if self.mode in ("push", "both") and not (self.push_token or self.push_token_file):
             raise ValueError("push_token or push_token_file is required when mode is push or both")
+        if self.push_token is not None and len(self.push_token.get_secret_value()) < MIN_PUSH_TOKEN:
+            raise ValueError(f"push_token: shorter than {MIN_PUSH_TOKEN} characters, easy to guess")
         if self.release_interval < 3600:
             raise ValueError("release_interval: DocPlanner allows one release per hour (>= 1h)")
         return self

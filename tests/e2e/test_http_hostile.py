@@ -44,6 +44,7 @@ SERVER = """threads = 4
 connection_limit = 500
 request_deadline = "2s"
 idle_timeout = "4s"
+max_connections_per_source = 1000
 """
 _ids = itertools.count()
 

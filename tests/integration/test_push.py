@@ -175,7 +175,7 @@ def test_unknown_or_pull_only_account_is_the_same_401_as_a_wrong_token(pushd: Pu
         post(pushd.port, payload, token="wrong"),
     ]
     assert {(r.status_code, r.content) for r in answers} == {
-        (401, b'{"error": "missing or wrong X-Drainer-Token"}')
+        (401, b'{"error": "missing or wrong push token"}')
     }
 
 

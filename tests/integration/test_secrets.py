@@ -101,23 +101,36 @@ def test_redis_password_file_authenticates(tmp_path: Path, own_redis: LocalRedis
         admin.close()
 
 
-def test_warnings_for_readable_secrets_http_and_short_tokens(tmp_path: Path) -> None:
-    """World-readable secret files and configs with inline secrets, http://, short tokens warn."""
-    environ = credentials(tmp_path, pl_secret="x" * 20, pl_push_token="short")
+def test_warnings_for_readable_secrets_and_http(tmp_path: Path) -> None:
+    """World-readable secret files and configs with inline secrets and http:// warn."""
+    environ = credentials(tmp_path, pl_secret="x" * 20, pl_push_token="y" * 20)
     (Path(environ["CREDENTIALS_DIRECTORY"]) / "pl-secret").chmod(0o644)
     text = PUSH.replace("https://", "http://")
     text += '[[myinvois]]\nname = "acme"\nbase_url = "https://h"\nclient_id = "i"\n'
     text += 'client_secret = "inline-secret-value"\n'
     path = write(tmp_path, text, mode=0o644)
     found = security_warnings(load_settings(path, environ), path, environ)
-    assert len(found) == 4, found
-    assert found[0].startswith("docplanner[0].push_token: shorter than 16")
-    assert found[1].startswith("docplanner[0].base_url: http://")
-    assert found[2].startswith("docplanner[0].client_secret_file: ") and "every user" in found[2]
-    assert "myinvois[0].client_secret inline" in found[3]
-    assert not any("short" in line or "x" * 20 in line for line in found[1:])
+    assert len(found) == 3, found
+    assert found[0].startswith("docplanner[0].base_url: http://")
+    assert found[1].startswith("docplanner[0].client_secret_file: ") and "every user" in found[1]
+    assert "myinvois[0].client_secret inline" in found[2]
+    assert not any("x" * 20 in line for line in found)
     os.chmod(path, 0o600)
-    assert len(security_warnings(load_settings(path, environ), path, environ)) == 3
+    assert len(security_warnings(load_settings(path, environ), path, environ)) == 2
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "file"])
+def test_a_push_token_shorter_than_16_characters_is_a_config_error(
+    tmp_path: Path, inline: bool
+) -> None:
+    """A guessable push token (15 characters), inline or from a file, is a config error."""
+    environ = credentials(tmp_path, pl_secret="x" * 20, pl_push_token="y" * 15)
+    text = PUSH
+    if inline:
+        text = PUSH.replace('push_token_file = "pl-push-token"', 'push_token = "' + "z" * 15 + '"')
+    with pytest.raises(ConfigError, match=r"push_token.*shorter than 16") as raised:
+        load_settings(write(tmp_path, text), environ)
+    assert "y" * 15 not in str(raised.value) and "z" * 15 not in str(raised.value)
 
 
 def test_a_plain_http_identity_service_warns_though_the_api_is_https(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def api_for(
         client_id="pl-id",
         client_secret="pl-secret-value",  # type: ignore[arg-type]
         mode="both",
-        push_token="tok-123456",  # type: ignore[arg-type]
+        push_token="tok-1234567890abcdef",  # type: ignore[arg-type]
     )
     budget = SlidingWindowBudget(8000, 3600)
     metrics = Metrics(CollectorRegistry(), [("docplanner", "pl")])

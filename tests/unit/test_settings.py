@@ -138,10 +138,10 @@ def test_unreadable_secret_file_names_the_key(tmp_path: Path) -> None:
 def test_redacted_hides_secrets_and_redis_password(tmp_path: Path) -> None:
     """check-config output never shows a secret, push token or Redis password."""
     text = "[redis]\nurl = 'redis://u:hunter22@h:6379/0'\n" + MINIMAL
-    text += 'mode = "both"\npush_token = "tok-secret-1"\n'
+    text += 'mode = "both"\npush_token = "tok-secret-1-long-enough"\n'
     result = drainer("check-config", "--config", str(write(tmp_path, text)))
     assert result.returncode == 0, result.stderr
-    for secret in ("hunter22", "tok-secret-1", "s3cr3t-value"):
+    for secret in ("hunter22", "tok-secret-1-long-enough", "s3cr3t-value"):
         assert secret not in result.stdout + result.stderr
 
 
@@ -169,6 +169,6 @@ def test_batch_size_is_clamped(tmp_path: Path) -> None:
 def test_secret_values_cover_every_secret(tmp_path: Path) -> None:
     """The log scrubber's list holds client secrets, push tokens and the Redis password."""
     text = "[redis]\nurl = 'redis://u:hunter22@h:6379/0'\n" + MINIMAL
-    text += 'mode = "both"\npush_token = "tok-secret-1"\n'
+    text += 'mode = "both"\npush_token = "tok-secret-1-long-enough"\n'
     values = load_settings(write(tmp_path, text), {}).secret_values()
-    assert sorted(values) == ["hunter22", "s3cr3t-value", "tok-secret-1"]
+    assert sorted(values) == ["hunter22", "s3cr3t-value", "tok-secret-1-long-enough"]

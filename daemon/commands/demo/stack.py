@@ -63,7 +63,9 @@ class Stack:
         self.push = find_spec("daemon.sources.docplanner.push") is not None
         self.poll = find_spec("daemon.sources.myinvois.poll") is not None
         es_url = f"http://127.0.0.1:{self.port}/push/docplanner/es"
-        self.es = DocPlannerClient(ES_ID, "demo-es-secret", es_url, f"demo-push-{os.getpid()}")
+        self.es = DocPlannerClient(
+            ES_ID, "demo-es-secret", es_url, f"demo-push-token-{os.getpid()}"
+        )
         clock = SandboxClock()
         self.dp = DocPlannerSandbox([PL, *([self.es] if self.push else [])], clock=clock)
         self.mi = MyInvoisSandbox([MI], clock=clock, requests_per_minute=2 * MI_RPM)

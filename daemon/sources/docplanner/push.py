@@ -1,8 +1,8 @@
 """DocPlanner push mode: the receiver of ``POST /push/docplanner/<account>``.
 
 :class:`PushReceiver` (one per account with ``mode = "push"`` or ``"both"``) checks the
-``X-Drainer-Token`` header in constant time (the HTTP server asks :meth:`authorized`
-before it reads the body), parses the body as one notification and
+push token (sent in the account's ``push_header``) in constant time (the HTTP server
+asks :meth:`authorized` before it reads the body), parses the body as one notification and
 appends it to the account's write-ahead spool (fsynced) before answering ``204``: a 204
 means "durably spooled", not "on the stream yet"; the account's publisher, woken at
 once, takes it from there (SPEC §2). The entry is the same as a pulled one except for
@@ -79,7 +79,7 @@ class PushReceiver:
     def handle(self, token: str | None, body: bytes) -> Answer:
         """Spool one pushed notification; see the module docstring for the answers."""
         if not self.authorized(token):
-            return 401, {"error": "missing or wrong X-Drainer-Token"}
+            return 401, {"error": "missing or wrong push token"}
         if not self.accepting.is_set():
             return 503, {"error": "shutting down; push again later"}
         wall = self.wall_clock()
