@@ -55,8 +55,8 @@ class DocPlannerClient:
     client_secret: str
     push_url: str | None = None
     push_token: str | None = None
-    enabled: bool = True
     push_header: str = TOKEN_HEADER  # the header agreed for the API key [C G-PVP]
+    enabled: bool = True
 
 
 @dataclass
