@@ -67,6 +67,11 @@ def build_entries(
                 entries.append(entry)
             except ValueError as exc:
                 problem = str(exc)
+            except InexactJsonError:
+                raise  # the whole batch is read again with json
+            except Exception as exc:  # a poison item must not stall the account (SPEC §2)
+                log.exception("docplanner.item_not_normalised", account=account)
+                problem = f"notification cannot be normalised: {type(exc).__name__}: {exc}"
             else:
                 created.append(moment)
         if problem is not None:
