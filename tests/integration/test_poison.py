@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from daemon.metrics import Metrics
 from daemon.publisher import SET_ASIDE_AFTER, Publisher
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from daemon.sink import RedisSink, connect
+from daemon.sources.docplanner.push import PushReceiver
 from daemon.spool import SpoolBudget, SpoolLog
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 
@@ -155,3 +157,23 @@ def test_a_record_redis_keeps_refusing_is_set_aside_and_the_spool_moves_on(
     registry = publisher.metrics.registry
     assert registry.get_sample_value("drainer_spool_records_set_aside_total", labels) == 2
     publisher.sink.client.close()
+
+
+def test_pushed_broken_items_are_400_and_dead_lettered_each_with_its_raw_bytes(
+    tmp_path: Path,
+) -> None:
+    """Each broken DocPlanner item pushed alone: 400, dead-lettered with its bytes; a valid
+    push after them is spooled (204)."""
+    metrics = Metrics(CollectorRegistry(), [("docplanner", "pl")])
+    spool = SpoolLog(tmp_path / "spool", SpoolBudget(1 << 30))
+    accepting = threading.Event()
+    accepting.set()
+    token = "a-push-token-long-enough-0123"
+    receiver = PushReceiver("pl", token, spool, metrics, DOCPLANNER, DEADLETTER, accepting)
+    for poison in DOCPLANNER_POISON:
+        raw = json.dumps(poison).encode()
+        status, answer = receiver.handle(token, raw)
+        assert status == 400 and answer is not None, poison
+        [record] = spool.pending()[-1:]
+        assert [(e.stream, e.fields["raw"]) for e in record.entries] == [(DEADLETTER, raw.decode())]
+    assert receiver.handle(token, json.dumps(SLOT).encode()) == (204, None)
