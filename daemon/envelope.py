@@ -46,6 +46,16 @@ class PullBatch:
     finite: bool = False  # parsed by orjson: no NaN/Infinity inside (see canonical_json)
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """One item of a page or batch that JSON cannot read on its own (nested deeper than the
+    parser goes, an integer of more than 4300 digits): dead-lettered with its bytes while the
+    rest of its page is read (see :func:`salvage`)."""
+
+    raw: bytes
+    reason: str
+
+
 def rfc3339(moment: datetime) -> str:
     """UTC, RFC 3339 with ``Z``; microseconds only when present."""
     text = moment.astimezone(UTC).isoformat()
@@ -173,6 +183,8 @@ def to_raw(value: Any, *, finite: bool = False) -> bytes:
     ``finite`` (orjson parsed it): raises :class:`InexactJsonError` where ``json`` could
     have parsed the body differently.
     """
+    if isinstance(value, Unreadable):
+        return value.raw
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     except RecursionError:
@@ -221,6 +233,8 @@ def check_docplanner(item: Any) -> str | None:
 
 def docplanner_created(item: Any) -> str | datetime:
     """Why ``item`` is not a DocPlanner notification (a str), or its ``created_at`` time."""
+    if isinstance(item, Unreadable):
+        return f"notification is not readable JSON: {item.reason}"
     if not isinstance(item, dict):
         return "notification is not a JSON object"
     name = item.get("name")
@@ -300,6 +314,8 @@ def docplanner_entry(
 
 def check_myinvois(item: Any) -> str | None:
     """Why ``item`` is not a MyInvois notification, or None when it is one."""
+    if isinstance(item, Unreadable):
+        return f"notification is not readable JSON: {item.reason}"
     if not isinstance(item, dict):
         return "notification is not a JSON object"
     notification_id = item.get("notificationId")
