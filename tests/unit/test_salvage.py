@@ -63,3 +63,16 @@ def test_a_pull_batch_with_a_nesting_bomb_publishes_its_other_items() -> None:
     assert [e.stream for e in entries] == ["s", "dl", "s"]
     assert entries[1].fields["reason"] == "invalid_notification"
     assert entries[1].fields["raw"].encode() == deep
+
+
+def test_the_scanner_splits_items_whose_strings_hold_brackets_quotes_and_commas() -> None:
+    """Brackets, commas and escaped quotes inside strings do not split an item; a "result"
+    that is a value, not the key, is not taken for the array."""
+    tricky = b'{"notificationId":"a]\\",[{","x":{"k":["result",1]}}'
+    body = b'{"note":"result","result":[%s,%s],"metadata":{"hasNext":true}}' % (tricky, good(1))
+    document = salvage(body, "result")
+    assert document is not None
+    assert document["note"] == "result" and document["metadata"] == {"hasNext": True}
+    assert [item["notificationId"] for item in document["result"]] == ['a]",[{', "N1"]
+    assert salvage(b'{"result":[]}', "result") == {"result": []}
+    assert salvage(b'["result",[1]]', "result") is None
