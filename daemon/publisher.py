@@ -170,6 +170,7 @@ class Publisher:
         self, record: Record, entries: list[StreamEntry] | None, error: str, now: float
     ) -> float:
         """One more failed attempt of ``record`` alone; set aside after SET_ASIDE_AFTER."""
+        self.health.failed(error, now)
         seq, attempts = self._failures
         attempts = attempts + 1 if seq == record.seq else 1
         self._failures = (record.seq, attempts)
