@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from daemon.envelope import PullBatch, StreamEntry, loads, parse_pull_body, parse_time
 from daemon.errors import EXIT_FATAL, EXIT_OK, ConfigError, RedisCommandError, SinkError
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "show":
             return show_letter(client, stream, args.id)
         return redrive(client, settings, args)
-    except (redis.RedisError, SinkError, RedisCommandError) as exc:
+    except (redis.RedisError, RedisClusterException, SinkError, RedisCommandError) as exc:
         print(f"drainer deadletter: redis: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FATAL
     finally:

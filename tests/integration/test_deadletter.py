@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from daemon.cli import main
-from daemon.commands.demo.localredis import LocalRedis
+from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.envelope import Invalid, deadletter_entry, docplanner_event_id
 from daemon.sink import RedisSink, connect
 from tests.helpers import stream_entries, write_config
@@ -148,3 +148,13 @@ def test_redrive_without_a_selection_is_a_usage_error(
     """Redriving the whole dead-letter stream needs a deliberate filter: exit 2, one line."""
     assert main(["deadletter", "redrive", "--config", str(config)]) == 2
     assert "select entries" in capsys.readouterr().err
+
+
+def test_redis_unreachable_is_exit_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens on the configured Redis port: exit 1, one line on stderr, no traceback."""
+    config = write_config(tmp_path / "drainer.toml", f"redis://127.0.0.1:{free_port()}/0")
+    assert main(["deadletter", "list", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("drainer deadletter: redis: "), err
