@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands whose implementation lives in its own module (``add_arguments`` + ``run``).
     # Plain imports: a missing module or dependency is an error here, never a lost command.
-    from daemon.commands import backfill, share, status
+    from daemon.commands import backfill, deadletter, share, status
     from daemon.commands.demo import run as demo
     from daemon.sandbox import cli as sandbox
 
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", demo, "local sandboxes + Redis + the daemon, with a live view; no setup"),
         ("sandbox", sandbox, "run the DocPlanner and MyInvois sandboxes alone"),
         ("share", share, "print the unit, example config, dashboard or alert rules"),
+        ("deadletter", deadletter, "list, show and redrive dead-letter entries"),
     ):
         sub = commands.add_parser(
             name,

@@ -46,6 +46,16 @@ class PullBatch:
     finite: bool = False  # parsed by orjson: no NaN/Infinity inside (see canonical_json)
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """One item of a page or batch that JSON cannot read on its own (nested deeper than the
+    parser goes, an integer of more than 4300 digits): dead-lettered with its bytes while the
+    rest of its page is read (see :func:`salvage`)."""
+
+    raw: bytes
+    reason: str
+
+
 def rfc3339(moment: datetime) -> str:
     """UTC, RFC 3339 with ``Z``; microseconds only when present."""
     text = moment.astimezone(UTC).isoformat()
@@ -53,14 +63,19 @@ def rfc3339(moment: datetime) -> str:
 
 
 def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 timestamp with an offset (or ``Z``), else None."""
+    """An ISO 8601 timestamp with an offset (or ``Z``) that has a UTC time, else None.
+
+    ``0001-01-01T00:00:00+08:00`` parses but has no UTC time (``astimezone`` overflows):
+    such a time is None too, so that one poison item cannot raise later in the batch.
+    """
     if not isinstance(value, str) or len(value) > 64:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
+        if moment.tzinfo is None:
+            return None
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
     return moment
 
@@ -168,6 +183,8 @@ def to_raw(value: Any, *, finite: bool = False) -> bytes:
     ``finite`` (orjson parsed it): raises :class:`InexactJsonError` where ``json`` could
     have parsed the body differently.
     """
+    if isinstance(value, Unreadable):
+        return value.raw
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     except RecursionError:
@@ -216,6 +233,8 @@ def check_docplanner(item: Any) -> str | None:
 
 def docplanner_created(item: Any) -> str | datetime:
     """Why ``item`` is not a DocPlanner notification (a str), or its ``created_at`` time."""
+    if isinstance(item, Unreadable):
+        return f"notification is not readable JSON: {item.reason}"
     if not isinstance(item, dict):
         return "notification is not a JSON object"
     name = item.get("name")
@@ -295,6 +314,8 @@ def docplanner_entry(
 
 def check_myinvois(item: Any) -> str | None:
     """Why ``item`` is not a MyInvois notification, or None when it is one."""
+    if isinstance(item, Unreadable):
+        return f"notification is not readable JSON: {item.reason}"
     if not isinstance(item, dict):
         return "notification is not a JSON object"
     notification_id = item.get("notificationId")
@@ -302,8 +323,8 @@ def check_myinvois(item: Any) -> str | None:
         return "notification has no string 'notificationId'"
     if parse_time(_with_zone(item.get("creationDateTime"))) is None:
         return "notification 'creationDateTime' is not an ISO 8601 time"
-    if not isinstance(item.get("typeId"), str | int) or isinstance(item.get("typeId"), bool):
-        return "notification 'typeId' is missing"
+    if myinvois_type(item.get("typeId")) is None:
+        return "notification 'typeId' is not a decimal type id"
     try:
         json.dumps(item, ensure_ascii=False, allow_nan=False).encode()
     except ValueError:  # NaN, Infinity or an overflowing number: not JSON (RFC 8259)
@@ -318,6 +339,22 @@ def _with_zone(value: object) -> object:
     if isinstance(value, str) and value and not value.endswith("Z") and "+" not in value[10:]:
         return value + "Z"
     return value
+
+
+_DECIMAL = re.compile(r"[0-9]{1,18}")  # ASCII only: "³".isdigit() is True, int("³") raises
+
+
+def myinvois_type(type_id: object) -> str | None:
+    """``typeId`` as decimal text (Get Notifications: a String id such as ``"34"``; an
+    integer is taken too), or None when it is not one (``"³"``, ``"abc"``, ``-1``, ``3.5``).
+    """
+    if isinstance(type_id, bool):
+        return None
+    if isinstance(type_id, int) and 0 <= type_id < 10**18:
+        return str(type_id)
+    if isinstance(type_id, str) and _DECIMAL.fullmatch(type_id):
+        return str(int(type_id))
+    return None
 
 
 def myinvois_created(item: dict[str, Any]) -> datetime:
@@ -348,9 +385,7 @@ def myinvois_entry(
             "event_id": event_id,
             "source": "myinvois",
             "account": account,
-            "type": str(int(notification["typeId"]))
-            if str(notification["typeId"]).isdigit()
-            else str(notification["typeId"]),
+            "type": _checked(myinvois_type(notification["typeId"])),
             "occurred_at": rfc3339(myinvois_created(notification)),
             "received_at": rfc3339(received_at),
             "delivery": "poll",
@@ -358,6 +393,12 @@ def myinvois_entry(
             "schema": SCHEMA,
         },
     )
+
+
+def _checked(type_id: str | None) -> str:
+    if type_id is None:
+        raise ValueError("notification 'typeId' is not a decimal type id")
+    return type_id
 
 
 # --- Dead letters -----------------------------------------------------------------------

@@ -40,6 +40,8 @@ DEADLETTER_REASONS = (
     "invalid_json",
     "invalid_notification",
     "too_large",
+    "publish_refused",  # an entry Redis kept refusing: set aside from its spool record
+    "expand_failed",  # a spooled body that kept raising while it was expanded
 )
 ENDPOINTS = {
     "docplanner": ("token", "notifications", "release"),
@@ -121,6 +123,13 @@ class Metrics:
         self.redis_command_errors = Counter(
             "drainer_redis_command_errors_total",
             "Publish calls Redis refused for good (WRONGTYPE, script error): an operator must act.",
+            labels,
+            registry=registry,
+        )
+        self.spool_set_aside = Counter(
+            "drainer_spool_records_set_aside_total",
+            "Spool records that kept failing for a reason other than Redis being away, set"
+            " aside to the dead-letter stream so that the spool moves on.",
             labels,
             registry=registry,
         )
@@ -215,6 +224,7 @@ class Metrics:
             self.redis_publish_duration,
             self.redis_durability_timeouts,
             self.redis_command_errors,
+            self.spool_set_aside,
             self.spool_pending,
             self.spool_bytes,
             self.last_success,

@@ -9,8 +9,15 @@ the account's watermark was advanced to the one the record carries) and, as
 watermark is written only after the window's entries are durable, and waited for too. Redis
 trouble, a failover or a wait that times out leaves the record pending and the publisher
 retries with backoff (intake keeps spooling meanwhile). A command Redis refuses for good
-(WRONGTYPE on our key) is logged with its traceback, counted and named in /readyz at once;
-the record stays spooled until an operator fixes the key.
+(WRONGTYPE on our key) is logged with its traceback, counted and named in /readyz at once.
+
+Poison records (SPEC §2): a record that keeps failing for a reason other than Redis being
+away (Redis refuses it, or expanding its body raises) is retried alone, and after
+:data:`SET_ASIDE_AFTER` attempts it is set aside so that the spool moves on: each entry is
+published on its own, the ones Redis still refuses go to the dead-letter stream (reason
+``publish_refused``, the notification as ``raw``), a body that cannot be expanded goes there
+whole (``expand_failed``); counted in ``drainer_spool_records_set_aside_total``. An
+operator sends them back with ``drainer deadletter redrive`` once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from daemon.envelope import StreamEntry
+from daemon.envelope import Invalid, StreamEntry, deadletter_entry, parse_time
 from daemon.errors import DurabilityError, InvariantError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
 from daemon.sink import RedisSink, WatermarkUpdate
@@ -36,6 +43,7 @@ Expand = Callable[[RawBatch], list[StreamEntry]]
 IDLE_WAIT = 1.0
 MAX_EVENTS_PER_CALL = 1000
 DURABILITY_GRACE = 30.0  # unacknowledged writes this long make /readyz name the publisher
+SET_ASIDE_AFTER = 3  # failed attempts of one record (Redis not away) before it is set aside
 
 
 class Publisher:
@@ -75,6 +83,8 @@ class Publisher:
         self._backoff = Backoff(base=0.25, cap=10.0)
         self._refused = Backoff(base=5.0, cap=60.0)  # RedisCommandError: slow, loud retries
         self._labels = {"source": source, "account": account}
+        self._isolate_to = 0  # records up to this seq are published one at a time
+        self._failures: tuple[int, int] = (0, 0)  # (seq, attempts) of the record failing alone
         self.update_gauges()
 
     def tick(self, now: float) -> float:
@@ -83,7 +93,20 @@ class Publisher:
         if not records:
             self.update_gauges()
             return IDLE_WAIT
-        entries = [entry for record in records for entry in self._entries(record)]
+        if records[0].seq <= self._isolate_to:
+            records = records[:1]  # a batch failed: find the record that fails, one by one
+        entries: list[StreamEntry] = []
+        for index, record in enumerate(records):
+            try:
+                entries.extend(self._entries(record))
+            except InvariantError:
+                raise
+            except Exception as exc:  # a body that cannot be expanded: a poison record
+                if index:
+                    records = records[:index]  # publish the records before it first
+                    break
+                log.exception(f"{self.source}.expand_failed", account=self.account, seq=record.seq)
+                return self._record_failed(record, None, f"{type(exc).__name__}: {exc}", now)
         watermark = next((r.watermark for r in reversed(records) if r.watermark is not None), None)
         started = time.perf_counter()
         try:
@@ -103,7 +126,11 @@ class Publisher:
             self.health.failed(str(exc), now)
             self.health.set_detail("not_ready", str(exc))
             self.update_gauges()
-            return self._refused.next()
+            if len(records) > 1:
+                self._isolate_to = records[-1].seq
+                return self._refused.next()
+            return self._record_failed(records[0], entries, str(exc), now)
+        self._failures = (0, 0)
         self.health.clear_detail("not_ready")
         self._refused.reset()
         if watermark is not None:
@@ -138,6 +165,92 @@ class Publisher:
             deadletters=len(entries) - len(events),
         )
         return 0.0 if self.spool.pending_records else IDLE_WAIT
+
+    def _record_failed(
+        self, record: Record, entries: list[StreamEntry] | None, error: str, now: float
+    ) -> float:
+        """One more failed attempt of ``record`` alone; set aside after SET_ASIDE_AFTER."""
+        self.health.failed(error, now)
+        seq, attempts = self._failures
+        attempts = attempts + 1 if seq == record.seq else 1
+        self._failures = (record.seq, attempts)
+        self._isolate_to = max(self._isolate_to, record.seq)
+        if attempts < SET_ASIDE_AFTER:
+            return self._refused.next()
+        try:
+            self._set_aside(record, entries, error, attempts)
+        except SinkError as exc:
+            self.health.failed(str(exc), now)
+            return self._backoff.next()
+        except RedisCommandError as exc:  # the dead-letter stream refuses too: keep it
+            log.exception(f"{self.source}.set_aside_refused", account=self.account, error=str(exc))
+            self.health.failed(str(exc), now)
+            return self._refused.next()
+        self._failures = (0, 0)
+        self._refused.reset()
+        self.health.clear_detail("not_ready")
+        self.health.succeeded(self.wall_clock())
+        self.update_gauges()
+        return 0.0
+
+    def _set_aside(
+        self, record: Record, entries: list[StreamEntry] | None, error: str, attempts: int
+    ) -> None:
+        """Publish what Redis takes of ``record`` one entry at a time, dead-letter the rest."""
+        wall = datetime.fromtimestamp(self.wall_clock(), tz=UTC)
+        dead: list[StreamEntry] = []
+        published = 0
+        if entries is None:  # the body could not be expanded: dead-letter it whole
+            assert record.raw is not None, "only a raw record is expanded"
+            received = datetime.fromtimestamp(record.raw.received_at, tz=UTC)
+            invalid = Invalid("expand_failed", error, record.raw.body)
+            dead.append(
+                deadletter_entry(
+                    self.deadletter_stream, self.source, self.account, invalid, received
+                )
+            )
+        else:
+            for entry in entries:
+                if entry.stream == self.deadletter_stream:
+                    dead.append(entry)
+                    continue
+                try:
+                    result = self.sink.publish([entry])
+                except RedisCommandError as exc:
+                    dead.append(self._refused_entry(entry, str(exc), wall))
+                    continue
+                published += result.published_by_stream.get(entry.stream, 0)
+        self.sink.publish(dead, self._watermark_update(record.watermark))
+        self.spool.mark_published(record.seq)
+        self._expanded.pop(record.seq, None)
+        self.published += published
+        self.metrics.events_published.labels(**self._labels).inc(published)
+        self.metrics.spool_set_aside.labels(**self._labels).inc()
+        refused = sum(
+            1 for e in dead if e.fields.get("reason") in ("publish_refused", "expand_failed")
+        )
+        reason = "expand_failed" if entries is None else "publish_refused"
+        self.metrics.deadletter.labels(**self._labels, reason=reason).inc(refused)
+        log.error(
+            f"{self.source}.record_set_aside",
+            account=self.account,
+            seq=record.seq,
+            attempts=attempts,
+            error=error[:500],
+            published=published,
+            deadlettered=refused,
+        )
+
+    def _refused_entry(self, entry: StreamEntry, error: str, wall: datetime) -> StreamEntry:
+        """The dead-letter entry of a stream entry Redis refuses: its notification as ``raw``."""
+        raw = entry.fields.get("payload", "").encode("utf-8", errors="replace")
+        received = parse_time(entry.fields.get("received_at")) or wall
+        invalid = Invalid("publish_refused", error, raw)
+        dead = deadletter_entry(
+            self.deadletter_stream, self.source, self.account, invalid, received
+        )
+        # A set-aside repeated after a crash writes the same dead letter once.
+        return StreamEntry(dead.stream, f"deadletter:{entry.event_id}", dead.fields)
 
     def _watermark_update(self, watermark: float | None) -> WatermarkUpdate | None:
         if watermark is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.commands.demo.localredis import free_port
 
@@ -155,7 +156,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll interval: the condition is checked again
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -189,3 +190,23 @@ def online_replicas(port: int) -> int:
         for key, value in info.items()
         if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
     )
+
+
+def wait_settled(daemon: Daemon, timeout: float = 30.0) -> None:
+    """Wait until every spool of ``daemon`` is empty (all it pulled or was pushed is in
+    Redis), read from its /metrics: the condition a pause before ``stop()`` stood for."""
+
+    def settled() -> bool:
+        try:
+            text = daemon.metrics()
+        except requests.RequestException:
+            return False
+        values = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "drainer_spool_pending_events"
+        ]
+        return bool(values) and not any(values)
+
+    wait_for(settled, timeout, "the daemon's spools published")

@@ -292,7 +292,8 @@ def render(report: dict[str, Any]) -> None:
     except ImportError:  # the optional `ui` extra is not installed
         print(heading)
         for headers, rows in tables:
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+            # An empty table (no consumer group read while Redis is down) has its headers.
+            widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
             for line in (list(headers), *rows):
                 cells = zip(line, widths, strict=True)
                 print("  ".join(cell.ljust(width) for cell, width in cells))

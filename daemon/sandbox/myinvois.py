@@ -193,6 +193,11 @@ class MyInvoisSandbox(SandboxServer):
             taxpayer.records.extend(added)
         return [record for _, record in added]
 
+    def add_raw(self, client_id: str, items: Sequence[Any], sent: datetime) -> None:
+        """Serve these exact values (valid or not: poison items) as sent at ``sent``."""
+        with self._lock:
+            self._taxpayer(client_id).records.extend((sent.timestamp(), i) for i in items)
+
     def notifications(self, client_id: str) -> list[dict[str, Any]]:
         """Every record of this client, in the order they were added."""
         with self._lock:
@@ -310,7 +315,7 @@ class MyInvoisSandbox(SandboxServer):
             page, has_next = query.page(taxpayer.records)
             if kind == "reset_after":
                 return Response(0, action="reset")
-            taxpayer.handed_out.update(record["notificationId"] for record in page)
+            taxpayer.handed_out.update(str(_id(record)) for record in page)
             if kind == "malformed":
                 bad = dict(self._rng.choice(page) if page else self.factory.make(0, "", "C0"))
                 bad.pop("notificationId")
@@ -321,3 +326,8 @@ class MyInvoisSandbox(SandboxServer):
         body = json_body({"result": page, "metadata": {"hasNext": has_next}})
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         return Response(200, body, "application/json; charset=utf-8", headers, action=action)
+
+
+def _id(record: Any) -> object:
+    """A record's notificationId; an injected poison item may have none."""
+    return record.get("notificationId", "") if isinstance(record, dict) else ""

@@ -97,9 +97,9 @@ class Query:
         return (
             (self.date_from is None or stamp >= self.date_from)
             and (self.date_to is None or stamp <= self.date_to)
-            and (self.type_id is None or record["typeId"] == self.type_id)
-            and (self.language is None or record["language"] == self.language)
-            and (self.status is None or record["status"] == self.status)
+            and (self.type_id is None or _field(record, "typeId") == self.type_id)
+            and (self.language is None or _field(record, "language") == self.language)
+            and (self.status is None or _field(record, "status") == self.status)
         )
 
     def page(self, records: Sequence[Stored]) -> tuple[list[dict[str, Any]], bool]:
@@ -107,8 +107,17 @@ class Query:
         matching = [item for item in records if self.matches(*item)]
         # Get Notifications: "ordered based on descending notification date"; which date is
         # not said: the date sent, the one the filter uses (then notificationId, descending).
-        matching.sort(key=lambda item: (item[0], item[1]["notificationId"]), reverse=True)
+        matching.sort(key=lambda item: (item[0], _id_text(item[1])), reverse=True)
         # Get Notifications: pageNo/pageSize paging; metadata carries only hasNext.
         start = (self.page_no - 1) * self.page_size
         page = [record for _, record in matching[start : start + self.page_size]]
         return page, start + self.page_size < len(matching)
+
+
+def _field(record: Any, name: str) -> object:
+    """A field of a stored record; an injected poison item may not be an object."""
+    return record.get(name) if isinstance(record, dict) else None
+
+
+def _id_text(record: Any) -> str:
+    return str(_field(record, "notificationId") or "")

@@ -11,6 +11,7 @@ the environment.
 
 from daemon.settings.load import DEFAULT_CONFIG_PATH, config_path, load_settings
 from daemon.settings.model import (
+    PULL_HEADROOM,
     DocPlannerAccount,
     MyInvoisAccount,
     RedisSentinelSettings,
@@ -24,6 +25,7 @@ from daemon.settings.units import parse_duration, parse_size, parse_timestamp
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "PULL_HEADROOM",
     "DocPlannerAccount",
     "MyInvoisAccount",
     "RedisSentinelSettings",

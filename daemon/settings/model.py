@@ -216,6 +216,11 @@ class StreamSettings(_Section):
     deadletter: str = "drainer:{deadletter}"
 
 
+PULL_HEADROOM = 4 * 1024 * 1024
+"""A DocPlanner puller pulls only while the spool has this much room: ``spool.max_bytes``
+must be at least this when an account pulls (else it would never pull, silently)."""
+
+
 class SpoolSettings(_Section):
     dir: Path = Path("/var/lib/notification-drainer")
     max_bytes: Size = 1024**3
@@ -395,6 +400,16 @@ class Settings(BaseSettings):
             for index, name in enumerate(names):
                 if name in names[:index]:
                     raise ValueError(f"{kind}[{index}].name: duplicate account name {name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _spool_fits_a_pull(self) -> Settings:
+        pulling = [a.name for a in self.docplanner if a.mode in ("pull", "both")]
+        if pulling and self.spool.max_bytes < PULL_HEADROOM:
+            raise ValueError(
+                f"spool.max_bytes: {self.spool.max_bytes} bytes is too small for one DocPlanner"
+                f" pull (account {pulling[0]!r}): at least {PULL_HEADROOM} bytes (4MiB)"
+            )
         return self
 
     @classmethod

@@ -65,9 +65,10 @@ class SpoolBudget:
     def used(self) -> int:
         return self._used
 
-    def reserve(self, size: int) -> None:
+    def reserve(self, size: int, over_budget: bool = False) -> None:
+        """Count ``size`` bytes; SpoolFullError past ``max_bytes`` unless ``over_budget``."""
         with self._lock:
-            if self._used + size > self.max_bytes:
+            if self._used + size > self.max_bytes and not over_budget:
                 raise SpoolFullError(
                     f"spool is full ({self._used} of {self.max_bytes} bytes); intake paused"
                 )
@@ -156,16 +157,20 @@ class SpoolLog:
             record = Record(seq, tuple(entries), watermark=watermark)
             return self._append_locked(record, encode_record(seq, entries, watermark))
 
-    def append_raw(self, raw: RawBatch) -> int:
-        """Write and fsync one raw upstream body (expanded later by the publisher)."""
+    def append_raw(self, raw: RawBatch, over_budget: bool = False) -> int:
+        """Write and fsync one raw upstream body (expanded later by the publisher).
+
+        ``over_budget``: write it even past ``spool.max_bytes`` (a pulled batch was already
+        popped upstream: the disk is its only safe place).
+        """
         with self._lock:
             seq = self._next_seq
-            return self._append_locked(Record(seq, raw=raw), encode_raw(seq, raw))
+            return self._append_locked(Record(seq, raw=raw), encode_raw(seq, raw), over_budget)
 
-    def _append_locked(self, record: Record, frame: bytes) -> int:
+    def _append_locked(self, record: Record, frame: bytes, over_budget: bool = False) -> int:
         seq = record.seq
         events = record.events
-        self._budget.reserve(len(frame))
+        self._budget.reserve(len(frame), over_budget)
         segment = self._writable_segment(len(frame))
         start = self._segments.get(segment, 0)
         try:

@@ -1,4 +1,5 @@
-"""Without the optional ``ui`` extra (``rich``): the daemon and ``status`` work, ``demo`` says so.
+"""Without the optional ``ui`` extra (``rich``): the daemon, ``status``, ``backfill`` and ``demo``
+work, with plain output.
 
 Each command runs in a subprocess whose ``sys.modules['rich']`` is ``None``, which makes
 every ``import rich`` fail as if the package were not installed.
@@ -14,22 +15,22 @@ from pathlib import Path
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.commands.status import EXIT_DAEMON_UNREACHABLE
+from daemon.commands.status import EXIT_DAEMON_UNREACHABLE, EXIT_REDIS_DOWN
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.sources.myinvois.api import iso_z
-from tests.helpers import write_config
+from tests.helpers import Daemon, write_config
 
 WITHOUT_RICH = (
     "import sys; sys.modules['rich'] = None; from daemon.cli import main; sys.exit(main())"
 )
 
 
-def drainer(*args: str) -> subprocess.CompletedProcess[str]:
+def drainer(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", WITHOUT_RICH, *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
@@ -56,14 +57,32 @@ def test_status_prints_plain_text_without_rich(tmp_path: Path, redis_server: Loc
     assert "Traceback" not in result.stderr and "─" not in result.stdout  # no rich box
 
 
-def test_demo_without_rich_names_the_extra_and_exits_2() -> None:
-    """`drainer demo` without rich: one line saying how to install the ui extra, exit 2."""
-    result = drainer("demo", "--seconds", "1")
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        "drainer demo: this needs the optional ui extra (rich): "
-        "pip install 'notification-drainer[ui]'"
-    ]
+def test_status_with_redis_down_exits_4_with_one_line_and_no_traceback(
+    tmp_path: Path, own_redis: LocalRedis
+) -> None:
+    """`drainer status` without rich while the daemon runs and Redis is down: exit 4, one
+    stderr line saying so, the plain table on stdout, no traceback."""
+    account = {"name": "pl", "base_url": "https://www.znanylekarz.pl", "client_id": "pl-id",
+               "client_secret": "pl-secret-value", "mode": "push",
+               "push_token": "a-push-token-long-enough-0123"}  # fmt: skip
+    config = write_config(tmp_path / "drainer.toml", own_redis.url, docplanner=[account])
+    with Daemon(config):
+        own_redis.stop()
+        result = drainer("status", "--config", str(config))
+    assert result.returncode == EXIT_REDIS_DOWN, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("drainer status: redis down: "), line
+    assert result.stdout.splitlines()[0].startswith("daemon: "), result.stdout
+
+
+def test_demo_without_rich_runs_with_plain_lines() -> None:
+    """`drainer demo` without rich: it runs, prints plain lines and its verdict, exit 0."""
+    result = drainer("demo", "--seconds", "3", "--notifications", "200", timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "Summary: what the sandboxes handed out" in result.stdout
+    assert "━" not in result.stdout and "─" not in result.stdout  # no rich table
 
 
 def test_backfill_without_rich_prints_plain_progress_lines(

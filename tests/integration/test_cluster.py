@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +20,14 @@ from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, related_key
 from daemon.sink.connect import connect
 from daemon.sink.lease import Lease, lease_key
-from tests.helpers import Daemon, assert_redis_config_error, stream_entries, wait_for, write_config
+from tests.helpers import (
+    Daemon,
+    assert_redis_config_error,
+    stream_entries,
+    wait_for,
+    wait_settled,
+    write_config,
+)
 
 STREAM = "drainer:{docplanner}"
 
@@ -199,7 +205,7 @@ def test_docplanner_drain_on_cluster_is_exactly_once(tmp_path: Path, cluster: li
         config = write_config(tmp_path / "drainer.toml", url, docplanner=accounts)
         with Daemon(config) as daemon:
             wait_for(lambda: client.xlen(STREAM) >= 3000, 40, "3,000 entries")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         handed = {name: sandbox.handed_out(f"{name}-id") for name in "ab"}
     entries = stream_entries(client, STREAM)  # type: ignore[arg-type]  # same API on a cluster

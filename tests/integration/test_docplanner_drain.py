@@ -16,7 +16,7 @@ import redis
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, dp_account, stream_entries, wait_for, wait_settled, write_config
 
 STREAM = "drainer:{docplanner}"
 DEADLETTER = "drainer:{deadletter}"
@@ -52,7 +52,7 @@ def test_two_accounts_drain_exactly_once_in_fifo_order(
     )
     with Daemon(config) as daemon:
         wait_for(lambda: redis_client.xlen(STREAM) >= 10000, 60, "10,000 entries")
-        time.sleep(0.5)
+        wait_settled(daemon)
         assert daemon.stop() == 0
     for name in ("pl", "es"):
         entries = docplanner_entries(redis_client, name)
@@ -100,7 +100,7 @@ def test_fault_storm_loses_and_duplicates_nothing(
     )
     with Daemon(config) as daemon:
         wait_for(lambda: sandbox.queue_length("pl-id") == 0, 90, "queue drained")
-        time.sleep(1.5)
+        wait_settled(daemon)
         assert daemon.stop() == 0
     published = [json.loads(e["payload"]) for e in docplanner_entries(redis_client, "pl")]
     deadletters = stream_entries(redis_client, DEADLETTER)
@@ -143,11 +143,11 @@ def test_sigkill_loop_loses_nothing_but_in_flight_and_duplicates_nothing(
         daemon = Daemon(config)
         for _ in range(10):
             daemon.start(wait_ready=False)
-            time.sleep(rng.uniform(0.8, 2.0))
+            time.sleep(rng.uniform(0.8, 2.0))  # paces the fault: SIGKILL at a random moment
             daemon.kill()
         with daemon:
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 120, "queue drained")
-            time.sleep(1.0)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         handed = sandbox.handed_out("pl-id")
         lost_in_flight = len(sandbox.lost_in_flight("pl-id"))
@@ -186,7 +186,7 @@ def test_redis_outage_mid_drain_loses_nothing_and_readyz_follows(
             sandbox.enqueue("pl-id", 2000)
             wait_for(lambda: daemon.get("/readyz") == 503, 15, "/readyz 503")
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 30, "pulled while Redis down")
-            time.sleep(8)
+            time.sleep(8)  # paces the fault: Redis stays down ~10 s in all, backoff grows
             own_redis.start()
             client = redis.Redis.from_url(own_redis.url)
             wait_for(lambda: client.xlen(STREAM) >= 3000, 60, "backlog published")

@@ -81,7 +81,7 @@ def run_until(
         if publisher.spool.pending_records:
             wait = min(wait, publisher.tick(time.monotonic()))
         if wait > 0:
-            time.sleep(min(wait, 0.05))
+            time.sleep(min(wait, 0.05))  # poll interval of a loop with a deadline
 
 
 def test_a_burst_of_403_on_pulls_backs_off_names_it_and_resumes_without_restart(

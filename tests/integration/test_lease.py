@@ -18,7 +18,7 @@ from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sink.lease import Lease, LeasedWorker, lease_key
 from daemon.worker import Health
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, stream_entries, wait_for, wait_settled, write_config
 
 KEY = lease_key("drainer:{docplanner}", "docplanner", "pl")
 STREAM = "drainer:{docplanner}"
@@ -132,7 +132,7 @@ def test_two_processes_one_active_and_takeover_after_expiry(client: redis.Redis)
     assert inner_a.ticks == 5 and inner_b.ticks == 0
     died = time.monotonic()  # worker_a stops ticking: its key expires within the TTL
     while not inner_b.ticks:
-        time.sleep(worker_b.tick(time.monotonic()) or 0.01)
+        time.sleep(worker_b.tick(time.monotonic()) or 0.01)  # the tick's own wait: a driver
     assert time.monotonic() - died <= 1.0 + worker_b.lease.retry_every + 0.2
 
 
@@ -269,10 +269,10 @@ def test_two_daemons_one_active_sigkill_hands_over_within_the_ttl(
                 40,
                 "queues drained by the standby",
             )
-            time.sleep(0.5)
+            wait_settled(standby)
             assert standby.stop() == 0
             active.start()  # the killed node comes back and publishes its spool, if any
-            time.sleep(1.0)
+            wait_settled(active)
             assert active.stop() == 0
         finally:
             for daemon in daemons:

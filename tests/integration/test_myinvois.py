@@ -25,7 +25,7 @@ from daemon.publisher import Publisher
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.settings import MyInvoisAccount
 from daemon.sink import RedisSink, connect
-from daemon.sources.myinvois.api import iso_z, parse_page
+from daemon.sources.myinvois.api import iso_z, parse_page, whole_seconds
 from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
 from daemon.sources.myinvois.window import RangeCursor, WatermarkCursor, Window, build_batch
 from daemon.spool import SpoolBudget, SpoolLog
@@ -133,13 +133,19 @@ def run_until(poller: MyInvoisPoller, done: Callable[[], bool], timeout: float =
         if publisher.spool.pending_records:
             wait = min(wait, publisher.tick(time.monotonic()))
         if wait > 0:
-            time.sleep(min(wait, 0.05))
+            time.sleep(min(wait, 0.05))  # poll interval of a loop with a deadline
 
 
 def pause_until(poller: MyInvoisPoller, seconds: float) -> None:
     """Keep ticking for ``seconds``."""
     end = time.monotonic() + seconds
     run_until(poller, lambda: time.monotonic() > end)
+
+
+def wait_past_safety_lag(moment: float) -> None:
+    """Wait until a window started now ends after ``moment``: its dateTo is the wall clock
+    minus the pollers' 1 s safety lag, in whole seconds."""
+    wait_for(lambda: whole_seconds(time.time() - 1.0).timestamp() > moment, 10, "the safety lag")
 
 
 def catch_up(poller: MyInvoisPoller, timeout: float = 20.0) -> None:
@@ -284,7 +290,7 @@ def test_new_and_late_arrivals_while_running_are_published_once(
         late += sandbox.add_notifications_at("acme-id", [now_utc() - timedelta(seconds=120)] * 4)
         run_until(poller, lambda: poller.window is not None and poller.window.pages >= 2)
         pause_until(poller, 0.3)
-    time.sleep(1.2)  # the last arrivals are now older than the safety lag
+    wait_past_safety_lag(wall)  # a window started now covers the last arrivals
     if poller.window is not None:
         run_until(poller, lambda: poller.window is None)
     catch_up(poller)
@@ -306,9 +312,9 @@ def test_restart_resumes_from_the_watermark_and_republishes_nothing(
     catch_up(first)
     length = redis_client.xlen(STREAM)
     assert length == 300
-    time.sleep(1.1)  # past the safety lag, so the new poller has a window to read
     second = make_poller(acct)
     assert isinstance(second.cursor, WatermarkCursor)
+    wait_past_safety_lag(float(redis_client.get(WATERMARK) or 0))  # a window to read
     window = second.cursor.next_window()
     stored = float(redis_client.get(WATERMARK) or 0)
     assert window is not None and window.date_from.timestamp() == int(stored - 600)
@@ -399,7 +405,7 @@ def test_429_is_honoured_before_any_further_request(
     while (now := time.monotonic()) < retry_at - 0.05:
         assert poller.tick(now) > 0, "no request before Retry-After is over"
         assert len(sandbox.requests) == served
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll interval: ticks until Retry-After is over
     assert sample(poller, "drainer_rate_limited_total") == 1
     assert poller.health.last_error is not None and "429" in poller.health.last_error
 
@@ -574,11 +580,11 @@ def test_notifications_sent_hours_after_creation_are_published_once(
     )
     catch_up(poller)
     watermark = float(redis_client.get(WATERMARK) or 0)
-    time.sleep(1.1)  # the next sent times are after the watermark and past the safety lag
+    wait_past_safety_lag(watermark)  # the next sent times are after the watermark
     sent = [datetime.fromtimestamp(time.time() - 1, UTC)] * 10
     late = sandbox.add_notifications_at("acme-id", sent, created_before=5 * 3600)
     assert all(n["creationDateTime"] < iso_z(now - timedelta(hours=4)) for n in late)
-    time.sleep(1.1)
+    wait_past_safety_lag(sent[0].timestamp())  # a window started now reads them
     catch_up(poller)
     ids = Counter(e["event_id"] for e in stream_entries(redis_client, STREAM))
     assert max(ids.values()) == 1

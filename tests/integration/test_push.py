@@ -31,7 +31,7 @@ from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.docplanner.release import ReleaseScheduler
 from daemon.sources.http import UpstreamClient
 from daemon.spool import SpoolBudget, SpoolLog
-from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, dp_account, stream_entries, wait_for, wait_settled, write_config
 
 STREAM = "drainer:{docplanner}"
 DEADLETTER = "drainer:{deadletter}"
@@ -263,7 +263,7 @@ def test_push_retry_and_pull_of_the_same_notifications_in_mode_both_give_one_ent
             assert sandbox.push("pl-id", fresh) == [204] * 100
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 20, "pulled too")
             wait_for(lambda: redis_client.xlen(STREAM) >= 100, 20, "100 entries")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         assert len(sandbox.handed_out("pl-id")) == 100
     entries = stream_entries(redis_client, STREAM)
@@ -323,7 +323,7 @@ def test_release_403_backs_off_and_readyz_names_it_while_pushes_still_work(
             )
             assert post(daemon.port, body(notification())).status_code == 204
             wait_for(lambda: redis_client.xlen(STREAM) == 1, 10, "the push published")
-            time.sleep(1.0)
+            time.sleep(1.0)  # an observation window: a second release call would show
             assert sandbox.release_calls == [("pl-id", 403)]
             assert daemon.stop() == 0
     assert daemon.log.count("docplanner.release_forbidden") == 1
@@ -372,7 +372,7 @@ def test_sigterm_during_pushes_every_204_is_on_the_stream_and_release_recovers_t
             clock.advance(3601)  # the sandbox allows the restart's release now
             daemon.start()
             wait_for(lambda: redis_client.xlen(STREAM) >= len(items), 30, "re-dispatched")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         finally:
             if daemon.process is not None:

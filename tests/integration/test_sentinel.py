@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.helpers import (
     online_replicas,
     stream_entries,
     wait_for,
+    wait_settled,
     write_config,
 )
 
@@ -147,7 +147,7 @@ def test_docplanner_drain_through_sentinel_is_exactly_once(
         config = write_config(tmp_path / "drainer.toml", url, docplanner=[account])
         with Daemon(config) as daemon:
             wait_for(lambda: direct.xlen(STREAM) >= 2000, 40, "2,000 entries")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.get("/readyz") == 200
             assert daemon.stop() == 0
         handed = sandbox.handed_out("pl-id")

@@ -10,6 +10,7 @@ import redis
 from daemon.envelope import StreamEntry
 from daemon.errors import RedisCommandError
 from daemon.sink import RedisSink, WatermarkUpdate, related_key
+from tests.helpers import wait_for
 
 
 def entry(stream: str, event_id: str) -> StreamEntry:
@@ -74,9 +75,7 @@ def test_dedupe_window_expires(redis_client: redis.Redis) -> None:
     sink = RedisSink(redis_client, dedupe_window=0.05, stream_maxlen=0)
     sink.publish([entry("w", "1")])
     redis_client.pexpire(related_key("w", "seen:1"), 1)
-    import time
-
-    time.sleep(0.01)
+    wait_for(lambda: not redis_client.exists(related_key("w", "seen:1")), 5, "the key expired")
     assert sink.publish([entry("w", "1")]).published == 1
 
 

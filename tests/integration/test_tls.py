@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink
 from daemon.sink.connect import connect
-from tests.helpers import Daemon, assert_redis_config_error, wait_for, write_config
+from tests.helpers import Daemon, assert_redis_config_error, wait_for, wait_settled, write_config
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -189,7 +188,7 @@ def test_docplanner_drain_over_tls(tmp_path: Path, tls_redis: tuple[int, Path]) 
         config.write_text(text)
         with Daemon(config) as daemon:
             wait_for(lambda: client.xlen("drainer:{docplanner}") >= 500, 30, "500 entries")
-            time.sleep(0.3)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         assert len(sandbox.handed_out("pl-id")) == 500
     assert client.xlen("drainer:{docplanner}") == 500

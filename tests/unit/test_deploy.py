@@ -67,6 +67,7 @@ EXPECTED_ALERTS = {
     "DocPlannerNotFound",
     "MyInvoisRequestRefused",
     "DocPlannerReleaseForbidden",
+    "SpoolRecordSetAside",
 }
 
 

@@ -124,3 +124,29 @@ def test_drain_publishes_everything_before_the_deadline(tmp_path: Path) -> None:
         publisher.spool.append(entries(f"e{k}"))
     assert publisher.drain(deadline=float("inf"))
     assert publisher.spool.pending_records == 0
+
+
+def test_a_body_that_keeps_raising_in_expand_is_set_aside_whole_and_the_spool_moves_on(
+    tmp_path: Path,
+) -> None:
+    """An expander that raises for one record: after 3 attempts its raw body is dead-lettered
+    (expand_failed), the next record is published, and the tick never raises."""
+    from daemon.publisher import SET_ASIDE_AFTER
+
+    def expand(raw: RawBatch) -> list[StreamEntry]:
+        if raw.body == b"poison":
+            raise ZeroDivisionError("a bug in the expander")
+        return entries(raw.body.decode())
+
+    sink = FakeSink()
+    publisher = make(tmp_path, sink, expand=expand)
+    publisher.spool.append_raw(RawBatch(1.0, "pull", b"poison"))
+    publisher.spool.append_raw(RawBatch(2.0, "pull", b"good"))
+    for attempt in range(SET_ASIDE_AFTER + 1):
+        publisher.tick(float(attempt))
+    assert publisher.spool.pending_records == 0
+    [letter] = sink.streams[DEAD]
+    assert letter.fields["reason"] == "expand_failed" and letter.fields["raw"] == "poison"
+    assert "ZeroDivisionError" in letter.fields["detail"]
+    assert [e.event_id for e in sink.streams[STREAM]] == ["good"]
+    assert sample(publisher, "drainer_spool_records_set_aside_total") == 1

@@ -79,3 +79,17 @@ def test_no_pull_when_the_spool_cannot_take_a_batch(tmp_path: Path) -> None:
     assert puller.tick(0.0) > 0
     assert api.pulls == 0
     assert "spool full" in str(puller.health.snapshot().detail["not_ready"])
+
+
+def test_a_pulled_batch_the_full_spool_refuses_goes_to_disk_past_the_budget(
+    tmp_path: Path,
+) -> None:
+    """A body larger than the room left (it was popped upstream) is spooled past max_bytes,
+    never held in memory where a SIGTERM would drop it."""
+    big = BODY.replace(b'"data":{}', b'"data":{"blob":"' + b"x" * (SPOOL_HEADROOM + 10) + b'"}')
+    puller, api, woken = make(tmp_path, [big], max_bytes=SPOOL_HEADROOM)
+    assert puller.tick(0.0) == 0.0
+    assert api.pulls == 1 and woken == [1]
+    [record] = puller.spool.pending()
+    assert record.raw is not None and record.raw.body == big
+    assert puller.spool_budget.used > SPOOL_HEADROOM

@@ -72,6 +72,7 @@ def test_example_config_is_valid(tmp_path: Path) -> None:
         (MI + 'identity_url = "ftp://id"\n', "myinvois[0].identity_url"),
         (MI + 'on_behalf_of = "C1 2"\n', "myinvois[0].on_behalf_of"),
         ("[spool]\nmax_bytes = '12 parsecs'\n", "spool.max_bytes"),
+        ("[spool]\nmax_bytes = '300KiB'\n" + MINIMAL, "spool.max_bytes: 307200 bytes is too sma"),
         ("[server]\nlisten = 'nowhere'\n", "server.listen"),
         ("[server]\npush_listen = '0.0.0.0'\n", "server.push_listen"),
         ("[server]\nthreads = 0\n", "server.threads"),
@@ -172,3 +173,17 @@ def test_secret_values_cover_every_secret(tmp_path: Path) -> None:
     text += 'mode = "both"\npush_token = "tok-secret-1-long-enough"\n'
     values = load_settings(write(tmp_path, text), {}).secret_values()
     assert sorted(values) == ["hunter22", "s3cr3t-value", "tok-secret-1-long-enough"]
+
+
+def test_a_spool_too_small_for_one_pull_names_the_minimum(tmp_path: Path) -> None:
+    """spool.max_bytes below the puller's 4 MiB headroom: exit 2 naming the minimum; a
+    spool that only MyInvois or push accounts use may be smaller."""
+    result = drainer(
+        "check-config",
+        "--config",
+        str(write(tmp_path, "[spool]\nmax_bytes = '300KiB'\n" + MINIMAL)),
+    )
+    assert result.returncode == 2 and "at least 4194304 bytes" in result.stderr
+    push = MINIMAL + 'mode = "push"\npush_token = "a-push-token-long-enough-0123"\n'
+    small = write(tmp_path, "[spool]\nmax_bytes = '300KiB'\n" + push)
+    assert drainer("check-config", "--config", str(small)).returncode == 0

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from daemon.commands.demo.localredis import LocalRedis
+
+if TYPE_CHECKING:  # rich is the optional ui extra: imported only where it draws
+    from rich.console import Console
+    from rich.table import Table
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ def scrape_groups(metrics_url: str) -> list[GroupRow]:
 
 
 def group_table(rows: Sequence[GroupRow]) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
     table.add_column("stream", no_wrap=True)
     table.add_column("group", no_wrap=True)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import time
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import redis
-from rich.console import Console
 
 from daemon.commands.demo.check import check_poll, check_pull, check_push, stream_books, verdict
 from daemon.commands.demo.groups import print_consumer_kept, scrape_groups
@@ -36,6 +36,9 @@ from daemon.commands.demo.view import (
 from daemon.errors import EXIT_FATAL, EXIT_OK
 from daemon.runtime.signals import SignalFlag, capture_signals
 from daemon.settings import StreamSettings
+
+if TYPE_CHECKING:  # rich is the optional ui extra; without it a PlainConsole stands in
+    from rich.console import Console
 
 STREAMS = StreamSettings()  # the demo's daemon uses the default stream keys
 SETTLE_TIMEOUT = 60.0

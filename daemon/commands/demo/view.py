@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from rich import box
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from daemon.commands.demo.check import AccountCheck, stream_page
 from daemon.commands.demo.groups import GroupRow, group_table
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.settings import StreamSettings
+
+if TYPE_CHECKING:  # rich is the optional ui extra: imported only where it draws
+    from rich.console import Console, Group
+    from rich.live import Live
 
 Labels = tuple[str, str, str]  # (sample name, source, account)
 PLAIN_EVERY = 1.0  # seconds between lines when stdout is not a terminal
@@ -157,6 +157,8 @@ class DemoView:
 
     def __enter__(self) -> DemoView:
         if self.console.is_terminal:
+            from rich.live import Live
+
             self.live = Live(console=self.console, refresh_per_second=4, transient=False)
             self.live.start()
         else:
@@ -218,6 +220,11 @@ class DemoView:
         recent: list[RecentEntry],
         groups: Sequence[GroupRow],
     ) -> Group:
+        from rich import box
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         accounts = Table(
             box=box.SIMPLE_HEAD,
             padding=(0, 1),

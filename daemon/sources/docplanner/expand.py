@@ -27,6 +27,7 @@ from daemon.envelope import (
     to_raw,
 )
 from daemon.metrics import Metrics
+from daemon.salvage import UNREADABLE_WHOLE, salvage
 from daemon.spool import RawBatch
 
 log = structlog.get_logger("daemon.sources.docplanner.expand")
@@ -67,6 +68,11 @@ def build_entries(
                 entries.append(entry)
             except ValueError as exc:
                 problem = str(exc)
+            except InexactJsonError:
+                raise  # the whole batch is read again with json
+            except Exception as exc:  # a poison item must not stall the account (SPEC §2)
+                log.exception("docplanner.item_not_normalised", account=account)
+                problem = f"notification cannot be normalised: {type(exc).__name__}: {exc}"
             else:
                 created.append(moment)
         if problem is not None:
@@ -117,6 +123,8 @@ class PullExpander:
                 built = self._build(parsed, received_at, raw.delivery)
             except InexactJsonError:  # rare: a number or nesting orjson may not render alike
                 parsed = parse_pull_body(raw.body, exact=True)
+        if isinstance(parsed, Invalid) and any(w in parsed.detail for w in UNREADABLE_WHOLE):
+            parsed = _item_by_item(raw.body) or parsed  # one poison item, not the whole batch
         if isinstance(parsed, Invalid):
             # Popped upstream already: the raw body is the only copy left. Dead-letter it whole.
             self.metrics.deadletter.labels(**self._labels, reason=parsed.reason).inc()
@@ -154,3 +162,15 @@ class PullExpander:
             delivery,
             finite=parsed.finite,
         )
+
+
+def _item_by_item(body: bytes) -> PullBatch | None:
+    """A complete body JSON cannot read whole (one item nested too deeply, or holding a
+    huge integer), read item by item; None when it is not one (truncated, not JSON)."""
+    document = salvage(body, "notifications", strict=True)
+    if document is None:
+        return None
+    remaining = document.get("remaining", 0)
+    if not isinstance(remaining, int) or isinstance(remaining, bool) or remaining < 0:
+        remaining = 0
+    return PullBatch(document["notifications"], remaining)

@@ -2,8 +2,12 @@
 
 A pull is destructive, so a pulled batch goes to the spool (fsynced) before anything
 else, and the next pull waits until it is there. :class:`DocPlannerPuller` never pulls
-when the spool could not take a full batch; if an append still fails, the batch is kept
-in memory and re-appended before any further pull.
+when the spool could not take a full batch (:data:`SPOOL_HEADROOM`). A pulled batch that
+finds the spool full all the same (several accounts pulled into the last headroom at
+once, or one body larger than the headroom) is written past ``spool.max_bytes``, logged
+as ``docplanner.spool_over_budget``: it was popped upstream, so it is never held in
+memory where a SIGTERM would drop it. Only a write the disk refuses (ENOSPC, EIO) keeps
+the batch in memory, re-appended before any further pull.
 
 A 403 on a pull does not stop the account (a queue that is not pulled expires after
 72 h): it backs off up to REFUSED_CAP (5 min), is named in /readyz while it lasts, is counted
@@ -32,7 +36,7 @@ from daemon.errors import (
     TransientError,
 )
 from daemon.metrics import Metrics
-from daemon.settings import DocPlannerAccount
+from daemon.settings import PULL_HEADROOM, DocPlannerAccount
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
@@ -40,7 +44,7 @@ from daemon.worker import Backoff, Health, refused_backoff
 
 log = structlog.get_logger("daemon.sources.docplanner.pull")
 
-SPOOL_HEADROOM = 4 * 1024 * 1024  # never pull unless the spool can take this much
+SPOOL_HEADROOM = PULL_HEADROOM  # never pull unless the spool can take this much
 
 
 class DocPlannerPuller:
@@ -130,11 +134,18 @@ class DocPlannerPuller:
 
     def _spool(self, raw: RawBatch, now: float) -> bool:
         try:
-            self.spool.append_raw(raw)
-        except SpoolFullError as exc:
-            self._unspooled = raw
-            self.health.failed(str(exc), now)
-            return False
+            try:
+                self.spool.append_raw(raw)
+            except SpoolFullError as exc:
+                # Popped upstream already: to disk past the budget, never held in memory.
+                self.spool.append_raw(raw, over_budget=True)
+                log.warning(
+                    "docplanner.spool_over_budget",
+                    account=self.account.name,
+                    bytes=len(raw.body),
+                    max_bytes=self.spool_budget.max_bytes,
+                    error=str(exc),
+                )
         except SpoolError as exc:
             self._unspooled = raw
             self.health.failed(str(exc), now)

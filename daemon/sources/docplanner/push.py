@@ -120,6 +120,9 @@ class PushReceiver:
             return docplanner_entry(self.stream, self.account, document, received_at, "push")
         except (ValueError, RecursionError) as exc:  # parsed, but cannot be re-encoded
             return Invalid("invalid_notification", str(exc), body)
+        except Exception as exc:  # a poison item: dead-lettered, never a 500 (SPEC §2)
+            log.exception("docplanner.item_not_normalised", account=self.account)
+            return Invalid("invalid_notification", f"cannot be normalised: {exc!r}", body)
 
     def authorized(self, token: str | None) -> bool:
         """Whether ``token`` is this account's push token; a refusal is counted and logged.

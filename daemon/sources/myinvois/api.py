@@ -30,6 +30,7 @@ from daemon.errors import (
     PageSizeRefusedError,
     TransientError,
 )
+from daemon.salvage import salvage
 from daemon.settings import MyInvoisAccount
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.http import TokenCache, UpstreamClient, token_from
@@ -196,7 +197,13 @@ def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:
         try:
             document = loads(body, strict=False)
         except ValueError:
-            raise TransientError(f"notifications page is not JSON ({len(body)} bytes)") from None
+            # One poison item (nested too deeply, a huge integer) must not stall the account:
+            # read the page item by item; a truncated page stays an error, asked for again.
+            document = salvage(body, "result")
+            if document is None:
+                raise TransientError(
+                    f"notifications page is not JSON ({len(body)} bytes)"
+                ) from None
     if not isinstance(document, dict) or not isinstance(document.get("result"), list):
         raise TransientError("notifications page has no 'result' list")
     items: list[Any] = document["result"]

@@ -18,19 +18,23 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import structlog
+
 from daemon.envelope import (
     Invalid,
     StreamEntry,
     check_myinvois,
     deadletter_entry,
+    myinvois_created,
     myinvois_entry,
-    myinvois_order_key,
     parse_time,
     to_raw,
 )
 from daemon.metrics import Metrics
 from daemon.settings import MyInvoisAccount
 from daemon.sources.myinvois.api import whole_seconds
+
+log = structlog.get_logger("daemon.sources.myinvois.window")
 
 SAFETY_LAG = 5.0  # dateTo stays this far behind "now": upstream may still be writing
 MAX_WINDOW = 86400.0  # a large gap is read in windows of at most one day of new time
@@ -73,34 +77,54 @@ class Window:
             if check_myinvois(item) is None:
                 # Pages are filtered and sorted by the date sent (receivedDateTime).
                 sent = parse_time(item.get("receivedDateTime"))
-                moment = sent if sent is not None else myinvois_order_key(item)[0]
+                moment = sent if sent is not None else myinvois_created(item)
                 if self.oldest_seen is None or moment < self.oldest_seen:
                     self.oldest_seen = moment
 
 
 def build_batch(account: str, stream: str, deadletter_stream: str, window: Window) -> WindowBatch:
-    """Pure: the window's items -> entries, de-duplicated by notificationId, oldest first."""
-    valid: dict[str, tuple[dict[str, Any], datetime]] = {}
+    """Pure: the window's items -> entries, de-duplicated by notificationId, oldest first.
+
+    Each item is normalised on its own: one that cannot be (a poison item, SPEC §2) is
+    dead-lettered with its reason and the rest of the window goes on.
+    """
+    valid: dict[str, tuple[StreamEntry, tuple[datetime, str]]] = {}
     dead: list[StreamEntry] = []
-    position = 0
     for items, received_at in window.received:
         for item in items:
-            problem = check_myinvois(item)
-            if problem is None:
-                valid.setdefault(item["notificationId"], (item, received_at))
+            normalised = normalise_item(stream, account, item, received_at)
+            if isinstance(normalised, StreamEntry):
+                key = (myinvois_created(item), str(item["notificationId"]))
+                valid.setdefault(item["notificationId"], (normalised, key))
                 continue
             raw = to_raw(item)
-            invalid = Invalid("invalid_notification", problem, raw)
-            entry = deadletter_entry(
-                deadletter_stream, "myinvois", account, invalid, received_at, position
-            )
+            invalid = Invalid("invalid_notification", normalised, raw)
+            entry = deadletter_entry(deadletter_stream, "myinvois", account, invalid, received_at)
             # The overlap reads the same bad item again: key it on its bytes alone.
             digest = hashlib.sha256(raw).hexdigest()[:32]
             dead.append(replace(entry, event_id=f"deadletter:myinvois:{account}:{digest}"))
-            position += 1
-    ordered = sorted(valid.values(), key=lambda pair: myinvois_order_key(pair[0]))
-    entries = [myinvois_entry(stream, account, item, received) for item, received in ordered]
+    ordered = sorted(valid.values(), key=lambda pair: pair[1])
+    entries = [entry for entry, _ in ordered]
     return WindowBatch([*entries, *dead], len(entries), len(dead))
+
+
+def normalise_item(
+    stream: str, account: str, item: Any, received_at: datetime
+) -> StreamEntry | str:
+    """The stream entry of one MyInvois item, or why it cannot be one (never raises).
+
+    :func:`check_myinvois` names what it knows to be wrong; anything else that raises while
+    the entry is built is a poison item too: logged with its traceback, dead-lettered.
+    """
+    problem = check_myinvois(item)
+    if problem is not None:
+        return problem
+    try:
+        myinvois_created(item)
+        return myinvois_entry(stream, account, item, received_at)
+    except Exception as exc:  # a poison item must not stall the window (SPEC §2)
+        log.exception("myinvois.item_not_normalised", account=account)
+        return f"notification cannot be normalised: {type(exc).__name__}: {exc}"[:500]
 
 
 class Cursor(Protocol):

@@ -11,7 +11,6 @@ not move, and uses the wall clock only for ``received_at`` and the rate-limit re
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import redis
@@ -19,7 +18,7 @@ import redis
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
 from tests.e2e.reliability.conftest import STREAM, docplanner_payloads, dp_account, tally
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, wait_for, wait_settled, write_config
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 
@@ -46,7 +45,7 @@ def test_upstream_clock_jump_of_two_hours_mid_drain_loses_and_duplicates_nothing
             clock.advance(2 * 3600)
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 60, "queue drained")
             wait_for(lambda: redis_client.xlen(STREAM) >= 3000, 30, "3000 entries")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         handed = sandbox.handed_out("pl-id")
         unauthorized = sandbox.count_status(401)

@@ -19,7 +19,7 @@ from tests.e2e.reliability.conftest import (
     dp_account,
     tally,
 )
-from tests.helpers import Daemon, stream_entries, wait_for, write_config
+from tests.helpers import Daemon, stream_entries, wait_for, wait_settled, write_config
 
 DOCPLANNER_RATES = {
     "500": 0.1,
@@ -59,7 +59,7 @@ def test_docplanner_random_fault_storm_over_5000_loses_and_duplicates_nothing(
         with Daemon(config) as daemon:
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 90, "queue drained")
             wait_for(lambda: redis_client.xlen(STREAM) >= 5000, 30, "5000 entries")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         handed = sandbox.handed_out("pl-id")
         injected = Counter(str(f) for f in sandbox.faults.injected)
@@ -95,7 +95,7 @@ def test_myinvois_random_fault_storm_with_late_arrivals_loses_and_duplicates_not
         config = write_config(tmp_path / "drainer.toml", redis_server.url, myinvois=[account])
         with Daemon(config) as daemon:
             arrivals = sandbox.start_arrivals(60, late_fraction=0.3, late_max_seconds=60)
-            time.sleep(3.0)
+            time.sleep(3.0)  # paces the load: arrivals run for 3 s
             arrivals.set()
             expected = {
                 f"myinvois:acme:{n['notificationId']}" for n in sandbox.notifications("acme-id")

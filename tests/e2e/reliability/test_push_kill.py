@@ -13,7 +13,7 @@ from daemon.commands.demo.localredis import LocalRedis, free_port
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.events import NotificationFactory
 from tests.e2e.reliability.conftest import docplanner_payloads, dp_account, key, tally
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, wait_for, wait_settled, write_config
 
 TOKEN = "pl-push-token-value"
 
@@ -39,7 +39,7 @@ def test_sigkill_during_pushes_keeps_every_204_exactly_once(
             for start in range(0, len(items), 20):
                 chunk = items[start : start + 20]
                 answers.extend(zip(chunk, sandbox.push("pl-id", chunk), strict=True))
-                time.sleep(0.01)
+                time.sleep(0.01)  # paces the pushes, so SIGKILL lands mid-stream
 
         daemon = Daemon(config).start()
         thread = threading.Thread(target=pusher, name="pusher")
@@ -69,7 +69,7 @@ def test_sigkill_during_pushes_keeps_every_204_exactly_once(
             # DocPlanner may push again what it already delivered: those must collapse.
             repeats = accepted_before_kill[:300]
             assert set(sandbox.push("pl-id", repeats)) == {204}
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         finally:
             if daemon.process is not None:

@@ -18,7 +18,7 @@ from tests.e2e.reliability.conftest import (
     tally,
     wipe,
 )
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, wait_for, wait_settled, write_config
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 
@@ -52,7 +52,7 @@ def test_redis_restarted_empty_mid_drain_gets_every_pending_notification_once(
                     60,
                     "the backlog republished",
                 )
-                time.sleep(1.0)
+                wait_settled(daemon)
                 assert daemon.stop() == 0
             published = docplanner_payloads(client)
         finally:
@@ -96,11 +96,11 @@ def test_redis_sigkilled_three_times_with_aof_always_loses_and_duplicates_nothin
                     wait_for(lambda t=threshold: client.xlen(STREAM) >= t, 30, f"{threshold}")
                     own_redis.stop(kill=True)
                     kills.append(len(sandbox.handed_out("pl-id")))
-                    time.sleep(0.7)
+                    time.sleep(0.7)  # paces the fault: Redis stays down this long
                     own_redis.start()
                 wait_for(lambda: sandbox.queue_length("pl-id") == 0, 60, "queue drained")
                 wait_for(lambda: client.xlen(STREAM) >= 3000, 60, "3000 entries")
-                time.sleep(1.0)
+                wait_settled(daemon)
                 assert daemon.stop() == 0
             published = docplanner_payloads(client)
         finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from tests.e2e.reliability.conftest import (
     spool_segments,
     tally,
 )
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, wait_for, wait_settled, write_config
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 
@@ -65,7 +64,7 @@ def test_corrupt_spool_tail_is_set_aside_and_every_intact_record_published_once(
             wait_for(lambda: client.xlen(STREAM) >= 1000 - destroyed, 30, "the intact records")
             sandbox.enqueue("pl-id", 300)
             wait_for(lambda: client.xlen(STREAM) >= 1300 - destroyed, 30, "new pulls published")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
             published = docplanner_payloads(client)
             client.close()
@@ -115,7 +114,7 @@ def test_spool_replayed_after_a_lost_cursor_publishes_nothing_twice(
             shutil.copytree(tmp_path / "spool-before-publishing", spool)
             daemon.start()
             wait_for(lambda: spool_backlog(tmp_path) == (0, 0), 30, "the spool replayed")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
             published = docplanner_payloads(client)
             client.close()

@@ -17,7 +17,7 @@ import requests
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.e2e.reliability.conftest import STREAM, docplanner_payloads, dp_account, metric, tally
-from tests.helpers import Daemon, wait_for, write_config
+from tests.helpers import Daemon, wait_for, wait_settled, write_config
 
 CLIENTS = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret-value")]
 
@@ -32,7 +32,7 @@ def wait_stable(read: Any, seconds: float, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     value, since = read(), time.monotonic()
     while time.monotonic() < deadline:
-        time.sleep(0.25)
+        time.sleep(0.25)  # poll interval of a loop with a deadline
         now = read()
         if now != value:
             value, since = now, time.monotonic()
@@ -73,7 +73,7 @@ def test_full_spool_pauses_pulling_says_why_and_later_drains_exactly_once(
         status, body = readyz(daemon)
         assert status == 503 and "redis" in body["not_ready"]
         assert "spool full: pulling paused" in daemon.log
-        time.sleep(2.0)
+        time.sleep(2.0)  # an observation window: a pull would show within it
         assert sandbox.queue_length("pl-id") == left, "no pull while the spool is full"
         own_redis.start()
         client = redis.Redis.from_url(own_redis.url)
@@ -81,7 +81,7 @@ def test_full_spool_pauses_pulling_says_why_and_later_drains_exactly_once(
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 60, "intake resumed")
             wait_for(lambda: client.xlen(STREAM) >= 4500, 60, "4500 entries")
             wait_for(lambda: readyz(daemon)[0] == 200, 20, "/readyz 200")
-            time.sleep(1.0)
+            wait_settled(daemon)
             assert daemon.stop() == 0
             published = docplanner_payloads(client)
         finally:
@@ -167,7 +167,7 @@ def test_real_enospc_holds_the_batch_then_publishes_it_once(
             filler.unlink()
             wait_for(lambda: sandbox.queue_length("pl-id") == 0, 60, "queue drained")
             wait_for(lambda: redis_client.xlen(STREAM) >= 1000, 60, "1000 entries")
-            time.sleep(0.5)
+            wait_settled(daemon)
             assert daemon.stop() == 0
         handed = sandbox.handed_out("pl-id")
     published = docplanner_payloads(redis_client)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import requests
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.e2e.reliability.conftest import STREAM, docplanner_payloads, spool_backlog, tally
-from tests.helpers import ROOT, Daemon, wait_for, write_config
+from tests.helpers import ROOT, Daemon, wait_for, wait_settled, write_config
 
 SECRET = "pl-secret-value"
 GOOD: dict[str, Any] = {
@@ -98,7 +97,7 @@ def test_unreachable_redis_at_start_keeps_pulling_into_the_spool(
             try:
                 wait_for(lambda: client.xlen(STREAM) >= 2000, 60, "the spool published")
                 wait_for(lambda: daemon.get("/readyz") == 200, 20, "/readyz 200")
-                time.sleep(0.5)
+                wait_settled(daemon)
                 assert daemon.stop() == 0
                 published = docplanner_payloads(client)
             finally:
