@@ -119,15 +119,14 @@ NO_WAIT = Wait()
 
 
 def node_facts(node: redis.Redis) -> NodeFacts:
-    """Ask one master for its version, replicas, AOF and WAITAOF support."""
-    server = node.info("server")
-    replication = node.info("replication")
-    persistence = node.info("persistence")
+    """Ask one master for its version, replicas, AOF and WAITAOF support (one ``INFO``)."""
+    info = node.info()  # the default sections include server, replication and persistence
+    version = str(info.get("redis_version", "?"))
     return NodeFacts(
-        version=str(server.get("redis_version", "?")),
-        connected_replicas=int(replication.get("connected_slaves", 0)),
-        waitaof=_version(str(server.get("redis_version", "0"))) >= (7, 2),
-        aof_enabled=bool(int(persistence.get("aof_enabled", 0))),
+        version=version,
+        connected_replicas=int(info.get("connected_slaves", 0)),
+        waitaof=_version(version if version != "?" else "0") >= (7, 2),
+        aof_enabled=bool(int(info.get("aof_enabled", 0))),
     )
 
 

@@ -30,9 +30,9 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
-from daemon.sink import TRANSIENT_REDIS_ERRORS, related_key
+from daemon.sink import related_key
 from daemon.sink.connect import RedisClient
-from daemon.sink.failures import Refusals
+from daemon.sink.failures import REDIS_ERRORS, Refusals
 from daemon.worker import Health, Worker
 
 log = structlog.get_logger("daemon.sink.lease")
@@ -118,7 +118,7 @@ class Lease:
     def _attempt(self, now: float) -> None:
         try:
             self._try(now)
-        except TRANSIENT_REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._next_attempt = now + self.retry_every
             if not self._refusals.failed(exc) and self.held:
                 log.warning("lease.renew_failed", key=self.key, error=type(exc).__name__)
@@ -166,7 +166,7 @@ class Lease:
                 return
             try:
                 self._release(keys=[self.key], args=[self.token])
-            except TRANSIENT_REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("lease.release_failed", key=self.key, error=type(exc).__name__)
             self._set_held(False, "released")
 

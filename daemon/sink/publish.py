@@ -25,15 +25,14 @@ from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
-from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisClusterException
 
 from daemon.envelope import StreamEntry
-from daemon.errors import DurabilityError, SinkError
+from daemon.errors import DurabilityError
 from daemon.settings import RedisSettings, Settings
 from daemon.sink.connect import RedisClient, describe
 from daemon.sink.connect import connect as build_client
+from daemon.sink.deferred import as_cluster
 from daemon.sink.durability import (
     NO_WAIT,
     NodeFacts,
@@ -44,20 +43,11 @@ from daemon.sink.durability import (
     node_facts,
     resolve,
 )
-from daemon.sink.failures import translate
+from daemon.sink.failures import REDIS_ERRORS, translate
 from daemon.sink.scripts import PUBLISH_SCRIPT, WATERMARK_SCRIPT
 
-# Redis errors the lease and retention workers retry; those that daemon.sink.failures does not
-# call transient (WRONGTYPE, NOPERM, ...) they also log as errors. Publishing classifies them
-# more narrowly: see daemon.sink.failures.
-TRANSIENT_REDIS_ERRORS = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.BusyLoadingError,
-    redis.ReadOnlyError,
-    redis.ResponseError,
-    redis.exceptions.ClusterError,  # e.g. "TTL exhausted" while slots move
-)
+# Kept for importers of the old name: every Redis error; daemon.sink.failures classifies them.
+TRANSIENT_REDIS_ERRORS = REDIS_ERRORS
 
 
 def related_key(stream: str, suffix: str) -> str:
@@ -118,6 +108,7 @@ class RedisSink:
         durability: Policy | None = None,
     ) -> None:
         self.client = client
+        self._cluster = as_cluster(client)  # None: one node or Sentinel
         self._windows_ms = {stream: max(1, int(w * 1000)) for stream, w in (windows or {}).items()}
         self.policy = durability or Policy()
         self.topology = cast(Topology, describe(client))
@@ -149,7 +140,7 @@ class RedisSink:
         try:
             masters = self._masters()
             return [(name, *self._wait_for(name, node)) for name, node in masters]
-        except (redis.RedisError, RedisClusterException) as exc:
+        except REDIS_ERRORS as exc:
             raise translate(exc, "durability detection") from exc
 
     def _wait_for(self, name: str, node: redis.Redis) -> tuple[Wait, NodeFacts | None]:
@@ -171,17 +162,21 @@ class RedisSink:
         return wait, facts
 
     def _masters(self) -> list[Node]:
-        if isinstance(self.client, RedisCluster):
+        cluster = self._cluster
+        if cluster is not None:
             return [
-                (n.name, self.client.get_redis_connection(n))
-                for n in self.client.get_primaries()  # type: ignore[no-untyped-call,unused-ignore]
+                (n.name, cluster.get_redis_connection(n))
+                for n in cluster.get_primaries()  # type: ignore[no-untyped-call,unused-ignore]
             ]
+        assert isinstance(self.client, redis.Redis)
         return [("", self.client)]
 
     def _node_for(self, key: str) -> Node:
-        if isinstance(self.client, RedisCluster):
-            node = self.client.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
-            return node.name, self.client.get_redis_connection(node)
+        cluster = self._cluster
+        if cluster is not None:
+            node = cluster.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
+            return node.name, cluster.get_redis_connection(node)
+        assert isinstance(self.client, redis.Redis)
         return "", self.client
 
     # --- publishing ----------------------------------------------------------------------
@@ -197,8 +192,8 @@ class RedisSink:
         published: dict[str, int] = {}
         duplicates: dict[str, int] = {}
         try:
-            if self._refresh_slots and isinstance(self.client, RedisCluster):
-                self.client.nodes_manager.initialize()
+            if self._refresh_slots and self._cluster is not None:
+                self._cluster.nodes_manager.initialize()
             self._refresh_slots = False
             plan: dict[str, tuple[redis.Redis, list[tuple[str, list[StreamEntry]]]]] = {}
             for stream, run in _runs(entries):
@@ -224,7 +219,7 @@ class RedisSink:
                 moment = f"{watermark.moment.timestamp():.6f}"
                 self._watermark(keys=[key], args=[moment], client=pipe)
                 self._execute_durably(pipe, wait)
-        except (redis.RedisError, RedisClusterException) as exc:
+        except REDIS_ERRORS as exc:
             self._refresh_slots = True
             if isinstance(exc, redis.ReadOnlyError) and isinstance(self.client, redis.Redis):
                 # A plain url (DNS name, VIP) still pointing at a demoted master: reconnect.
@@ -266,9 +261,11 @@ class RedisSink:
         self._publish(keys=keys, args=args, client=pipe)
 
     def ping(self) -> bool:
+        """True when Redis answers PING (blocks up to the socket timeout: never on a request
+        path; /readyz and /metrics read :class:`daemon.sink.health.RedisProbe` instead)."""
         try:
             return bool(self.client.ping())
-        except TRANSIENT_REDIS_ERRORS:
+        except REDIS_ERRORS:
             return False
 
     def dedupe_window(self, stream: str) -> float:
@@ -278,16 +275,16 @@ class RedisSink:
     def stream_lengths(self, streams: Iterable[str]) -> list[tuple[str, int]]:
         try:
             return [(stream, int(self.client.xlen(stream))) for stream in streams]
-        except TRANSIENT_REDIS_ERRORS as exc:
-            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
+        except REDIS_ERRORS as exc:
+            raise translate(exc, "read") from None
 
     # --- MyInvois watermarks: stored beside the stream, in its hash slot ------------------
 
     def get_watermark(self, stream: str, account: str) -> datetime | None:
         try:
             raw = self.client.get(related_key(stream, f"watermark:{account}"))
-        except TRANSIENT_REDIS_ERRORS as exc:
-            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
+        except REDIS_ERRORS as exc:
+            raise translate(exc, "read") from None
         if raw is None:
             return None
         return datetime.fromtimestamp(float(raw), tz=UTC)
