@@ -155,7 +155,7 @@ def test_unreachable_redis_keeps_the_lease_only_while_it_is_surely_ours(
 def test_runtime_wraps_intake_in_leases_and_adds_retention(
     tmp_path: Path, redis_server: LocalRedis, client: redis.Redis
 ) -> None:
-    """leases = true wraps the puller and exports drainer_lease_held; minid adds retention."""
+    """leases = true wraps the puller (not the Redis probe) and exports drainer_lease_held."""
     from prometheus_client import CollectorRegistry
 
     from daemon.runtime.wiring import build
@@ -175,7 +175,7 @@ def test_runtime_wraps_intake_in_leases_and_adds_retention(
     ctx = build(load_settings(config, {}), registry)
     try:
         kinds = sorted(type(worker).__name__ for worker in ctx.intake)
-        assert kinds == ["LeasedWorker", "RetentionWorker"]
+        assert kinds == ["LeasedWorker", "RedisProbe", "RetentionWorker"]
         leased = next(w for w in ctx.intake if isinstance(w, LeasedWorker))
         assert leased.name == "docplanner:pl:puller"
         labels = {"source": "docplanner", "account": "pl"}
