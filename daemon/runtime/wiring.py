@@ -91,6 +91,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     registry.register(StreamLengthCollector(probe.lengths))
     registry.register(ConsumerGroupCollector(probe.groups))
     registry.register(ProbeAgeCollector(probe))
+    registry.register(sink.replication)  # connected replicas, masters without replicas
     for stream in all_streams:
         metrics.trimmed_unread.labels(stream=stream)
     budget = SpoolBudget(settings.spool.max_bytes)

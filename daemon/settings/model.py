@@ -77,6 +77,8 @@ class RedisSettings(_Section):
     durability: Literal["auto", "none", "replicas", "aof"] = "auto"
     wait_replicas: int | str = "auto"  # "auto" or 0..16
     wait_timeout: Duration = 1.0
+    # Fewer replicas connected than this: nothing is released (Kafka's min.insync.replicas).
+    min_replicas: int = Field(default=0, ge=0, le=16)
     # Bounded Redis I/O (daemon.sink.connect): every command answers or fails within
     # connect_timeout + socket_timeout; a dropped connection is retried `retries` times.
     socket_timeout: Duration = 5.0

@@ -37,10 +37,12 @@ from daemon.sink.durability import (
     NO_WAIT,
     NodeFacts,
     Policy,
+    ReplicationWatch,
     Topology,
     Wait,
     announce,
     node_facts,
+    online_replicas,
     resolve,
 )
 from daemon.sink.failures import REDIS_ERRORS, translate
@@ -116,8 +118,9 @@ class RedisSink:
         self._maxlen = stream_maxlen
         self._publish: Script = client.register_script(PUBLISH_SCRIPT)
         self._watermark: Script = client.register_script(WATERMARK_SCRIPT)
-        self._waits: dict[str, Wait] = {}  # per master, decided when first seen
-        self._replicated = False  # a master had replicas: later-promoted ones keep the wait
+        self._waits: dict[str, Wait] = {}  # per master; a follow wait tracks its replicas
+        expected = self.topology == "sentinel" or self.policy.min_replicas > 0
+        self.replication = ReplicationWatch(expected)  # registered by the runtime
         self._refresh_slots = False
         self._warned = False  # the "no replica wait" warning is logged once
 
@@ -153,9 +156,8 @@ class RedisSink:
         else:
             facts = node_facts(node)
             wait = resolve(self.policy, self.topology, facts)
-            if not wait.active and self._replicated and self.policy.mode == "auto":
-                wait = resolve(self.policy, self.topology, replace(facts, connected_replicas=1))
-        self._replicated = self._replicated or wait.replicas > 0
+            if wait.follow:
+                self.replication.observe(name, facts.connected_replicas)
         self._waits[name] = wait
         warned = announce(name, self.topology, self.policy, wait, facts, not self._warned)
         self._warned = self._warned or warned
@@ -204,7 +206,7 @@ class RedisSink:
                 pipe = node.pipeline(transaction=False)
                 for stream, run in runs:
                     self._queue_run(pipe, stream, run, wait.active)
-                replies = self._execute_durably(pipe, wait)
+                replies = self._execute_durably(pipe, wait, name)
                 for (stream, run), flags in zip(runs, replies, strict=False):
                     added = sum(int(flag) for flag in flags)
                     published[stream] = published.get(stream, 0) + added
@@ -218,7 +220,7 @@ class RedisSink:
                 pipe = node.pipeline(transaction=False)
                 moment = f"{watermark.moment.timestamp():.6f}"
                 self._watermark(keys=[key], args=[moment], client=pipe)
-                self._execute_durably(pipe, wait)
+                self._execute_durably(pipe, wait, name)
         except REDIS_ERRORS as exc:
             self._refresh_slots = True
             if isinstance(exc, redis.ReadOnlyError) and isinstance(self.client, redis.Redis):
@@ -229,12 +231,15 @@ class RedisSink:
             sum(published.values()), sum(duplicates.values()), published, duplicates
         )
 
-    def _execute_durably(self, pipe: Pipeline, wait: Wait) -> list[Any]:
+    def _execute_durably(self, pipe: Pipeline, wait: Wait, name: str) -> list[Any]:
         """Send what is queued, then the wait, on one connection; DurabilityError if short."""
         checks = wait.commands()
         for command in checks:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         replies: list[Any] = pipe.execute()
+        if wait.follow:  # the next call waits for the replicas the master reported now
+            self.replication.observe(name, online_replicas(replies[-len(checks)]))
+            self._waits[name] = replace(wait, replicas=wait.required(replies[-len(checks) :]))
         shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
         if shortfall is not None:
             raise DurabilityError(f"redis entries not durable in time: {shortfall}")
