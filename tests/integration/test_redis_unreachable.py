@@ -135,3 +135,23 @@ def test_the_cluster_retry_policy_is_explicit(redis_server: LocalRedis) -> None:
     with pytest.raises(redis.exceptions.RedisClusterException):
         client.resolve()
     assert not isinstance(client, RedisCluster)
+
+
+def test_the_probe_serves_its_cache_and_marks_it_stale(redis_server: LocalRedis) -> None:
+    """Figures come from the last answer; 5 s without one: not ready, series withheld."""
+    now = [100.0]
+    client = connect(RedisSettings(url=redis_server.url))
+    probe = RedisProbe(client, [STREAM], 20, clock=lambda: now[0])
+    assert probe.not_ready() is not None and probe.age() is None  # not asked yet
+    probe.tick(now[0])
+    assert probe.not_ready() is None and dict(probe.lengths()).keys() == {STREAM}
+    assert [g.stream for g in probe.groups()] == [STREAM]
+    now[0] += 4.0
+    assert probe.not_ready() is None and probe.age() == 4.0
+    now[0] += 2.0  # no answer for 6 s (the probe is stuck on a hung Redis)
+    assert "not answering" in (probe.not_ready() or "")
+    with pytest.raises(SinkError):
+        list(probe.lengths())
+    with pytest.raises(SinkError):
+        list(probe.groups())
+    client.close()
