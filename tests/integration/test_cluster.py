@@ -214,7 +214,7 @@ def test_durability_waits_per_shard_on_cluster(client: RedisCluster) -> None:
     """Each shard's writes end with their own WAIT: shards without replicas fail a forced wait."""
     from daemon.errors import DurabilityError
     from daemon.sink import WatermarkUpdate
-    from daemon.sink.durability import NO_WAIT, Policy
+    from daemon.sink.durability import Policy, Wait
 
     streams = ["drainer:{docplanner}", "drainer:{deadletter}"]
     batch = [
@@ -222,7 +222,8 @@ def test_durability_waits_per_shard_on_cluster(client: RedisCluster) -> None:
     ]
     mark = WatermarkUpdate("drainer:{myinvois}", "acme", datetime(2026, 11, 2, tzinfo=UTC))
     auto = RedisSink(client, dedupe_window=60, stream_maxlen=0, durability=Policy("auto"))
-    assert {wait for _, wait, _ in auto.detect()} == {NO_WAIT}  # one per shard, none replicated
+    # One per shard, each waiting for the replicas its master has connected: none here.
+    assert {wait for _, wait, _ in auto.detect()} == {Wait(0, follow=True)}
     assert auto.publish(batch, mark).published == 6
     assert auto.get_watermark("drainer:{myinvois}", "acme") == mark.moment
     forced = RedisSink(client, 60, 0, durability=Policy("replicas", 1, 0.05))
