@@ -138,3 +138,37 @@ def test_unreachable_redis_at_start_any_topology_serves_and_spools(
     assert ready.code == 503 and "redis" in ready.body, ready
     assert scrape.code == 200 and metric(scrape.body, "drainer_redis_up") == 0
     assert "Traceback" not in log
+
+
+def test_redis_hung_at_start_the_daemon_still_starts_and_spools(
+    tmp_path: Path, own_redis: LocalRedis
+) -> None:
+    """Redis SIGSTOPped before start: /healthz within 20 s, pulls spooled, all once after."""
+    with DocPlannerSandbox(clients=CLIENTS) as sandbox:
+        sandbox.enqueue("pl-id", 400)
+        config = write_config(
+            tmp_path / "drainer.toml",
+            own_redis.url,
+            docplanner=[dp_account("pl", sandbox, batch_size=20)],
+        )
+        client = redis.Redis.from_url(own_redis.url)
+        os.kill(own_redis.pid, signal.SIGSTOP)
+        try:
+            # Daemon.start waits at most 20 s for /healthz: the start-up checks (INFO) each
+            # give up after one socket timeout (5 s) instead of four.
+            with Daemon(config) as daemon:
+                wait_for(lambda: sandbox.queue_length("pl-id") == 0, 30, "pulled while hung")
+                ready = ask(daemon.port, "/readyz")
+                os.kill(own_redis.pid, signal.SIGCONT)
+                wait_for(lambda: client.xlen(STREAM) >= 400, 60, "published after resume")
+                wait_for(lambda: daemon.get("/readyz") == 200, 30, "/readyz 200 after")
+                assert daemon.stop() == 0
+            published = docplanner_payloads(client)
+        finally:
+            os.kill(own_redis.pid, signal.SIGCONT)
+            client.close()
+        handed = sandbox.handed_out("pl-id")
+    counts = tally(published, handed)
+    print(counts.line("redis-hung-at-start", f"/readyz while hung {ready.code} {ready.body}"))
+    assert ready.code == 503 and "redis" in ready.body and ready.seconds <= BOUNDS["/readyz"]
+    assert counts.duplicates == 0 and counts.lost == 0 and counts.unexpected == 0
