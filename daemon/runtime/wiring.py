@@ -28,6 +28,7 @@ from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
+from daemon.sink.durability import refresh_replication
 from daemon.sink.health import ProbeAgeCollector, RedisProbe
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
@@ -77,6 +78,17 @@ def detect_durability(sink: RedisSink) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _replication_refresh(sink: RedisSink) -> Callable[[], None] | None:
+    """What the Redis probe also asks: the masters' replicas, where the wait follows them."""
+    if sink.policy.mode not in ("auto", "aof"):
+        return None
+
+    def refresh() -> None:
+        refresh_replication(sink.masters(), sink.replication)
+
+    return refresh
+
+
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> Parts:
     registry = registry or CollectorRegistry()
     accounts = [("docplanner", a.name) for a in settings.docplanner]
@@ -87,7 +99,8 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     streams = settings.streams
     sink = RedisSink.configured(client, settings)
     all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
-    probe = RedisProbe(client, all_streams, settings.redis.group_metrics_limit)
+    limit = settings.redis.group_metrics_limit
+    probe = RedisProbe(client, all_streams, limit, refresh=_replication_refresh(sink))
     registry.register(StreamLengthCollector(probe.lengths))
     registry.register(ConsumerGroupCollector(probe.groups))
     registry.register(ProbeAgeCollector(probe))

@@ -29,7 +29,7 @@ reported; a call that waited for too few (a replica just joined) is simply retri
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -238,8 +238,17 @@ def announce(
     return False
 
 
+def refresh_replication(
+    masters: Iterable[tuple[str, redis.Redis]], watch: ReplicationWatch
+) -> None:
+    """Ask each master for its online replicas (the background probe, every few seconds),
+    so a quiet daemon notices a master left alone without waiting for a publish."""
+    for name, node in masters:
+        watch.observe(name, online_replicas(node.info("replication")))
+
+
 class ReplicationWatch(Collector):
-    """What the masters said about their replicas at the last publish, for Prometheus.
+    """What the masters said about their replicas (each publish, the probe), for Prometheus.
 
     ``drainer_redis_connected_replicas{node}`` (``node`` is ``master`` for one node or
     Sentinel, the shard's master on Cluster) and ``drainer_redis_masters_without_replicas``:
@@ -263,7 +272,7 @@ class ReplicationWatch(Collector):
             online, expected = dict(self._online), self.expected
         connected = GaugeMetricFamily(
             "drainer_redis_connected_replicas",
-            "Replicas online on the master (INFO replication), as of the last publish to it.",
+            "Replicas online on the master (INFO replication at each publish and every 5 s).",
             labels=["node"],
         )
         for node, count in sorted(online.items()):

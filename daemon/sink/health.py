@@ -56,6 +56,7 @@ class RedisProbe:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         stale_after: float = STALE_AFTER,
+        refresh: Callable[[], None] | None = None,
     ) -> None:
         self.name = "redis:probe"
         self.health = Health("redis", "probe", "health")
@@ -69,6 +70,7 @@ class RedisProbe:
         self._figures: Figures | None = None
         self._error: str | None = "redis has not answered yet"
         self._groups_due = 0.0
+        self._refresh = refresh  # more to ask Redis on the group cadence (replication)
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -82,6 +84,7 @@ class RedisProbe:
                     read_groups(self._client, self._streams, self._group_limit, self._wall_clock)
                 )
                 self._groups_due = now + GROUPS_EVERY
+                self._refresh_quietly()
         except REDIS_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
             with self._lock:
@@ -98,6 +101,14 @@ class RedisProbe:
             log.info("redis.probe_answered")
         self.health.succeeded(self._wall_clock())
         return PROBE_EVERY
+
+    def _refresh_quietly(self) -> None:
+        if self._refresh is None:
+            return
+        try:
+            self._refresh()
+        except REDIS_ERRORS as exc:  # e.g. INFO refused by an ACL: the publishes still report
+            log.debug("redis.probe_refresh_failed", error=f"{type(exc).__name__}: {exc}")
 
     # --- readers (any thread, never blocking on Redis) -----------------------------------
 

@@ -141,7 +141,7 @@ class RedisSink:
     def detect(self) -> list[tuple[str, Wait, NodeFacts | None]]:
         """Decide (once per master) and return the wait in force for every master."""
         try:
-            masters = self._masters()
+            masters = self.masters()
             return [(name, *self._wait_for(name, node)) for name, node in masters]
         except REDIS_ERRORS as exc:
             raise translate(exc, "durability detection") from exc
@@ -163,7 +163,8 @@ class RedisSink:
         self._warned = self._warned or warned
         return wait, facts
 
-    def _masters(self) -> list[Node]:
+    def masters(self) -> list[Node]:
+        """(name, client) of every master: one, or each shard's on Cluster."""
         cluster = self._cluster
         if cluster is not None:
             return [

@@ -397,7 +397,7 @@ def test_a_master_whose_replica_is_gone_publishes_alone_and_says_so(
 ) -> None:
     """Replica gone (not lagging): released at once; the metrics name the lonely master."""
     master, replica = pair
-    sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 0.3))
+    sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 2.0))
     registry = CollectorRegistry()
     registry.register(sink.replication)
     assert sink.publish([entry(1)]).published == 1
@@ -415,7 +415,7 @@ def test_min_replicas_holds_records_while_too_few_replicas_are_connected(
 ) -> None:
     """min_replicas = 1 and the replica gone: nothing released, said in the error."""
     master, replica = pair
-    sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 0.3, 1))
+    sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 2.0, 1))
     assert sink.publish([entry(1)]).published == 1
     replica.stop(kill=True)
     wait_for(lambda: online_replicas(master.port) == 0, 10, "the master sees no replica")
@@ -482,3 +482,28 @@ def test_failover_to_a_master_without_replicas_publishes_everything_once(
         sentinel.wait(10)
         replica.stop(kill=True)
         master.stop(kill=True)
+
+
+def test_the_probe_notices_a_master_left_alone_without_a_publish(
+    pair: tuple[LocalRedis, LocalRedis],
+) -> None:
+    """A quiet daemon: the background probe's INFO replication feeds the alert's gauge."""
+    from daemon.sink.durability import refresh_replication
+    from daemon.sink.health import RedisProbe
+
+    master, replica = pair
+    client = connect(master.url)
+    sink = RedisSink(client, 60, 0, durability=Policy("auto", None, 0.3))
+    sink.replication.expected = True  # as after a publish that saw the replica
+    probe = RedisProbe(
+        client, [STREAM], 20, refresh=lambda: refresh_replication(sink.masters(), sink.replication)
+    )
+    registry = CollectorRegistry()
+    registry.register(sink.replication)
+    probe.tick(0.0)
+    assert registry.get_sample_value("drainer_redis_masters_without_replicas") == 0
+    replica.stop(kill=True)
+    wait_for(lambda: online_replicas(master.port) == 0, 10, "the master sees no replica")
+    probe.tick(10.0)  # the next group/replication read is due
+    assert registry.get_sample_value("drainer_redis_masters_without_replicas") == 1
+    client.close()
