@@ -20,9 +20,10 @@ answers or fails within ``connect_timeout + socket_timeout`` (a connection error
 same count bounds the cluster client's retries (it refreshes the slot map in between).
 Sentinel queries keep redis-py's policy for them: no retry, the next sentinel is asked.
 
-No I/O happens when a client is built, whatever the topology: a Cluster client discovers
-its nodes at the first command (:class:`DeferredCluster`), so the daemon starts, serves
-``/healthz`` and pulls into the spool while Redis is unreachable.
+Building a client never fails because Redis is away, whatever the topology: one node and
+Sentinel connect at the first command; a Cluster client asks for the slot map at once and,
+when no node answers, is built at its first command instead (:class:`DeferredCluster`). So
+the daemon starts, serves ``/healthz`` and pulls into the spool while Redis is unreachable.
 
 Every client has ``decode_responses=False``.
 Keys the daemon writes together share a hash slot (``daemon.sink.related_key``), so Lua
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
 
 RedisClient = redis.Redis | RedisCluster
 
-DEFAULT_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
 RETRY_BACKOFF_BASE = 0.05  # seconds; doubles per attempt, with full jitter
 RETRY_BACKOFF_CAP = 0.5
@@ -118,7 +118,7 @@ def tls_kwargs(settings: RedisSettings) -> dict[str, Any]:
 
 
 def connect(settings: RedisSettings, timeout: float | None = None) -> RedisClient:
-    """The client for ``settings``; no I/O happens here (a Cluster discovers lazily).
+    """The client for ``settings``; never fails because Redis is away (see the module doc).
 
     ``timeout`` overrides both ``socket_timeout`` and ``connect_timeout`` (short-lived
     commands such as ``drainer status``).

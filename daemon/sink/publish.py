@@ -72,10 +72,11 @@ class PublishResult:
     duplicates_by_stream: dict[str, int]
 
 
-def connect(target: RedisSettings | str, timeout: float = 5.0) -> RedisClient:
+def connect(target: RedisSettings | str, timeout: float | None = None) -> RedisClient:
     """A client for the ``[redis]`` settings (or a bare url): one node, Sentinel, Cluster, TLS.
 
-    See :mod:`daemon.sink.connect`; every client has explicit timeouts.
+    See :mod:`daemon.sink.connect`: the settings' timeouts and retry policy, unless
+    ``timeout`` overrides both timeouts.
     """
     settings = RedisSettings(url=target) if isinstance(target, str) else target
     return build_client(settings, timeout)

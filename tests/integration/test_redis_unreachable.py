@@ -18,6 +18,7 @@ from daemon.envelope import StreamEntry
 from daemon.errors import SinkError
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink
+from daemon.sink import connect as daemon_connect
 from daemon.sink.connect import connect, describe
 from daemon.sink.deferred import DeferredCluster
 from daemon.sink.durability import Policy
@@ -116,14 +117,17 @@ def test_a_hung_redis_fails_a_command_within_its_socket_timeout(own_redis: Local
 def test_the_retry_policy_is_explicit(topology: str) -> None:
     """Connection errors retried `retries` times with jittered backoff; timeouts never."""
     url = TOPOLOGIES[topology].format(port=free_port())
-    client = connect(RedisSettings(url=url, retries=2))
+    settings = RedisSettings(url=url, retries=2, socket_timeout=3.0, connect_timeout=0.7)
+    client = daemon_connect(settings)  # what wiring.build and backfill call
     assert isinstance(client, redis.Redis)
     retry = client.connection_pool.connection_kwargs["retry"]
     assert retry.get_retries() == 2
     assert redis.ConnectionError in retry._supported_errors
     assert redis.TimeoutError not in retry._supported_errors
-    assert client.connection_pool.connection_kwargs["socket_timeout"] == 5.0
-    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 2.0
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 3.0
+    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 0.7
+    defaults = connect(RedisSettings(url=url)).connection_pool.connection_kwargs
+    assert (defaults["socket_timeout"], defaults["socket_connect_timeout"]) == (5.0, 2.0)
 
 
 def test_the_cluster_retry_policy_is_explicit(redis_server: LocalRedis) -> None:
