@@ -40,7 +40,8 @@ class DeferredCluster:
         except REDIS_ERRORS as exc:
             if not is_transient(exc):
                 raise
-            log.warning("redis.cluster_unreachable_at_start", error=f"{type(exc).__name__}: {exc}")
+            # Said once by whoever uses it (the probe, a publish): not here, at build time.
+            log.debug("redis.cluster_deferred", error=f"{type(exc).__name__}: {exc}")
         return cast(RedisCluster, cls(kwargs))
 
     def resolve(self) -> RedisCluster:
