@@ -40,8 +40,8 @@ class DeferredCluster:
         except REDIS_ERRORS as exc:
             if not is_transient(exc):
                 raise
-            # Said once by whoever uses it (the probe, a publish): not here, at build time.
-            log.debug("redis.cluster_deferred", error=f"{type(exc).__name__}: {exc}")
+        # Not logged here: whoever uses the client (the probe, a publish, `drainer status`)
+        # gets the same error from its first command and says it once.
         return cast(RedisCluster, cls(kwargs))
 
     def resolve(self) -> RedisCluster:
