@@ -303,8 +303,11 @@ class ExpiryAge(Collector):
 
 
 class StreamLengthCollector(Collector):
-    """``drainer_stream_length`` read from Redis at scrape time (never cached), and
-    ``drainer_redis_up``: 1 when that read answered, 0 when Redis did not."""
+    """``drainer_stream_length`` and ``drainer_redis_up`` (1 when Redis answered, else 0).
+
+    ``lengths`` must not block on Redis: the daemon passes the cache of its background
+    probe (``daemon.sink.health.RedisProbe.lengths``), which raises SinkError when stale.
+    """
 
     def __init__(self, lengths: Callable[[], Iterable[tuple[str, int]]]) -> None:
         self._lengths = lengths  # raises SinkError when Redis is not answering
@@ -315,7 +318,9 @@ class StreamLengthCollector(Collector):
             "drainer_stream_length", "Entries in each Redis stream (XLEN).", labels=["stream"]
         )
         redis_up = GaugeMetricFamily(
-            "drainer_redis_up", "1 when Redis answered this scrape's XLEN, else 0."
+            "drainer_redis_up",
+            "1 when Redis answered the daemon's background probe (PING, XLEN) within the last"
+            " few seconds, else 0 (down or hanging).",
         )
         try:
             for stream, length in self._lengths():

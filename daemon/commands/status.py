@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +27,7 @@ from daemon.commands.status_upstream import upstream_lines, upstream_said
 from daemon.envelope import PullBatch, parse_pull_body
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import connect, related_key
+from daemon.sink.failures import REDIS_ERRORS
 from daemon.sink.groups import read_groups
 from daemon.spool import decode_payload, scan
 from daemon.spool.files import read_private
@@ -128,7 +128,7 @@ def collect(settings: Settings) -> dict[str, Any]:
                 }
                 for g in found.groups
             ]
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:  # any topology; see daemon.sink.failures
         lengths, groups = {"error": None}, {}
         redis_error: str | None = f"{type(exc).__name__}: {exc}"
     else:
@@ -157,7 +157,11 @@ def collect(settings: Settings) -> dict[str, Any]:
     for mi in settings.myinvois:
         watermark: str | None = None
         if redis_error is None:
-            raw = client.get(related_key(streams.myinvois, f"watermark:{mi.name}"))
+            try:
+                raw = client.get(related_key(streams.myinvois, f"watermark:{mi.name}"))
+            except REDIS_ERRORS as exc:  # Redis went away since the reads above
+                redis_error = f"{type(exc).__name__}: {exc}"
+                raw = None
             watermark = _iso(float(raw)) if raw else None
         accounts.append(
             {

@@ -73,8 +73,9 @@ class Runtime:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         reasons: dict[str, Any] = {}
-        if not self.parts.sink.ping():
-            reasons["redis"] = "redis is not answering"
+        redis_down = self.parts.probe.not_ready()  # cached: never waits on Redis
+        if redis_down is not None:
+            reasons["redis"] = redis_down
         now = self.parts.clock()
         workers: list[Worker] = [*self.parts.intake, *self.parts.publishers]
         for worker in workers:

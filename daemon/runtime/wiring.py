@@ -28,7 +28,8 @@ from daemon.publisher import Publisher
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
 from daemon.sink.connect import RedisClient
-from daemon.sink.groups import read_groups
+from daemon.sink.durability import refresh_replication
+from daemon.sink.health import ProbeAgeCollector, RedisProbe
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
@@ -56,6 +57,7 @@ class Parts:
     redis: RedisClient
     sink: RedisSink
     spool_budget: SpoolBudget
+    probe: RedisProbe  # Redis health and figures, read off the request path
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     publishers: list[Publisher] = field(default_factory=list)
@@ -76,6 +78,17 @@ def detect_durability(sink: RedisSink) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _replication_refresh(sink: RedisSink) -> Callable[[], None] | None:
+    """What the Redis probe also asks: the masters' replicas, where the wait follows them."""
+    if sink.policy.mode not in ("auto", "aof"):
+        return None
+
+    def refresh() -> None:
+        refresh_replication(sink.masters(), sink.replication)
+
+    return refresh
+
+
 def build(settings: Settings, registry: CollectorRegistry | None = None) -> Parts:
     registry = registry or CollectorRegistry()
     accounts = [("docplanner", a.name) for a in settings.docplanner]
@@ -86,12 +99,16 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     streams = settings.streams
     sink = RedisSink.configured(client, settings)
     all_streams = [streams.docplanner, streams.myinvois, streams.deadletter]
-    registry.register(StreamLengthCollector(lambda: sink.stream_lengths(all_streams)))
     limit = settings.redis.group_metrics_limit
-    registry.register(ConsumerGroupCollector(lambda: read_groups(client, all_streams, limit)))
+    probe = RedisProbe(client, all_streams, limit, refresh=_replication_refresh(sink))
+    registry.register(StreamLengthCollector(probe.lengths))
+    registry.register(ConsumerGroupCollector(probe.groups))
+    registry.register(ProbeAgeCollector(probe))
+    registry.register(sink.replication)  # connected replicas, masters without replicas
     for stream in all_streams:
         metrics.trimmed_unread.labels(stream=stream)
-    parts = Parts(settings, metrics, registry, client, sink, SpoolBudget(settings.spool.max_bytes))
+    budget = SpoolBudget(settings.spool.max_bytes)
+    parts = Parts(settings, metrics, registry, client, sink, budget, probe)
     for account in settings.docplanner:
         _add_docplanner(parts, account)
     for invois in settings.myinvois:
@@ -105,6 +122,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
             registry,
             parts.clock,
         )
+    parts.intake.append(probe)  # a worker like the others; /readyz and /metrics read its cache
     if settings.redis.retention != "maxlen":
         parts.intake.append(
             RetentionWorker(

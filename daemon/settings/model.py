@@ -78,6 +78,13 @@ class RedisSettings(_Section):
     durability: Literal["auto", "none", "replicas", "aof"] = "auto"
     wait_replicas: int | str = "auto"  # "auto" or 0..16
     wait_timeout: Duration = 1.0
+    # Fewer replicas connected than this: nothing is released (Kafka's min.insync.replicas).
+    min_replicas: int = Field(default=0, ge=0, le=16)
+    # Bounded Redis I/O (daemon.sink.connect): every command answers or fails within
+    # connect_timeout + socket_timeout; a dropped connection is retried `retries` times.
+    socket_timeout: Duration = 5.0
+    connect_timeout: Duration = 2.0
+    retries: int = Field(default=1, ge=0, le=5)
     group_metrics_limit: int = Field(default=20, ge=0)  # groups exported per stream
     # The Redis password kept out of the config: a relative name is read from
     # $CREDENTIALS_DIRECTORY. ``password`` holds what load_settings read; it is not a key.
@@ -182,6 +189,23 @@ class RedisSettings(_Section):
         # WAIT 0 blocks forever; past the 5 s socket timeout the client gives up first.
         if not 0.01 <= value <= 4.0:
             raise ValueError("must be between 10ms and 4s (below the 5s Redis socket timeout)")
+        return value
+
+    @field_validator("socket_timeout")
+    @classmethod
+    def _socket_timeout(cls, value: float, info: ValidationInfo) -> float:
+        wait = float(info.data.get("wait_timeout") or 1.0)
+        if not 0.5 <= value <= 60.0:
+            raise ValueError("must be between 500ms and 60s")
+        if value <= wait:
+            raise ValueError(f"must be longer than wait_timeout ({wait:g}s)")
+        return value
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _connect_timeout(cls, value: float) -> float:
+        if not 0.1 <= value <= 30.0:
+            raise ValueError("must be between 100ms and 30s")
         return value
 
     @field_validator("retention_age")

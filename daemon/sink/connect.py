@@ -10,7 +10,22 @@
 - ``redis+cluster://h:p,h:p`` (``rediss+cluster://``), or ``cluster = true``: Redis Cluster
   (``redis.cluster.RedisCluster``), the url's hosts are the startup nodes.
 
-Every client has explicit connect and read timeouts and ``decode_responses=False``.
+Bounded I/O (SPEC §6, STYLE "Every socket has a deadline"): every client has the
+``[redis]`` ``connect_timeout`` (2 s) and ``socket_timeout`` (5 s), and one explicit retry
+policy instead of redis-py's default (3 retries, timeouts included): a dropped connection
+(reset, refused, a failover) is retried ``retries`` times (1) with a short jittered backoff;
+a timeout is not retried, because a Redis that hangs would only hang again. So a command
+answers or fails within ``connect_timeout + socket_timeout`` (a connection error at most
+``1 + retries`` times that); the caller's own loop is the retry after that. On a cluster the
+same count bounds the cluster client's retries (it refreshes the slot map in between).
+Sentinel queries keep redis-py's policy for them: no retry, the next sentinel is asked.
+
+Building a client never fails because Redis is away, whatever the topology: one node and
+Sentinel connect at the first command; a Cluster client asks for the slot map at once and,
+when no node answers, is built at its first command instead (:class:`DeferredCluster`). So
+the daemon starts, serves ``/healthz`` and pulls into the spool while Redis is unreachable.
+
+Every client has ``decode_responses=False``.
 Keys the daemon writes together share a hash slot (``daemon.sink.related_key``), so Lua
 scripts and the lease commands route to one node on a cluster.
 """
@@ -24,8 +39,10 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 import redis
 from redis._parsers import Encoder
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import PythonRespSerializer
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from daemon.settings.redis_url import (
@@ -34,14 +51,22 @@ from daemon.settings.redis_url import (
     parse_url,
 )
 from daemon.settings.redis_url import db_number as _db
+from daemon.sink.deferred import DeferredCluster
 
 if TYPE_CHECKING:
     from daemon.settings import RedisSettings
 
 RedisClient = redis.Redis | RedisCluster
 
-DEFAULT_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
+RETRY_BACKOFF_BASE = 0.05  # seconds; doubles per attempt, with full jitter
+RETRY_BACKOFF_CAP = 0.5
+
+
+def retry_policy(retries: int) -> Retry:
+    """Retry a dropped connection ``retries`` times; never a timeout (see the module doc)."""
+    backoff = ExponentialWithJitterBackoff(base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP)
+    return Retry(backoff, retries, supported_errors=(redis.ConnectionError,))
 
 
 class HiredisPacker:
@@ -92,8 +117,12 @@ def tls_kwargs(settings: RedisSettings) -> dict[str, Any]:
     return kwargs
 
 
-def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisClient:
-    """The client for ``settings``; no I/O happens here except for Cluster discovery."""
+def connect(settings: RedisSettings, timeout: float | None = None) -> RedisClient:
+    """The client for ``settings``; never fails because Redis is away (see the module doc).
+
+    ``timeout`` overrides both ``socket_timeout`` and ``connect_timeout`` (short-lived
+    commands such as ``drainer status``).
+    """
     target = parse_url(settings.url)
     if settings.sentinel is not None:
         single = urlsplit(settings.url)
@@ -118,10 +147,11 @@ def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisC
     if settings.password is not None:  # [redis] password_file, read at load time
         target = replace(target, password=settings.password.get_secret_value())
     common: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        "socket_timeout": settings.socket_timeout if timeout is None else timeout,
+        "socket_connect_timeout": settings.connect_timeout if timeout is None else timeout,
         "decode_responses": False,
     }
+    retry = retry_policy(settings.retries)
     packer: dict[str, Any] = {"command_packer": HiredisPacker()}
     tls = tls_kwargs(settings) if target.tls else {}
     if target.kind == "single":
@@ -130,7 +160,11 @@ def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisC
         if target.password is not None:
             common["password"] = target.password  # a password in the url would win
         return redis.Redis.from_url(
-            settings.url, health_check_interval=HEALTH_CHECK_INTERVAL, **common, **packer
+            settings.url,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+            retry=retry,
+            **common,
+            **packer,
         )
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "sentinel":
@@ -148,24 +182,32 @@ def connect(settings: RedisSettings, timeout: float = DEFAULT_TIMEOUT) -> RedisC
             target.master,
             db=target.db,
             health_check_interval=HEALTH_CHECK_INTERVAL,
+            retry=retry,
             **auth,
             **packer,
         )
         return master
     nodes = [ClusterNode(h, p) for h, p in target.hosts]  # type: ignore[no-untyped-call,unused-ignore]
-    return RedisCluster(
-        startup_nodes=nodes,
-        require_full_coverage=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
+    cluster_kwargs: dict[str, Any] = {
+        "startup_nodes": nodes,
+        "require_full_coverage": True,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        # The cluster client retries itself (ConnectionError, TimeoutError, CLUSTERDOWN,
+        # uncovered slots), refreshing the slot map in between: the same count bounds it.
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP),
+            settings.retries,
+        ),
         **common,
         **auth,
         **({"ssl": True, **tls} if target.tls else {}),
-    )
+    }
+    return DeferredCluster.build(cluster_kwargs)
 
 
 def describe(client: RedisClient) -> str:
     """``cluster``, ``sentinel`` or ``single``: for logs."""
-    if isinstance(client, RedisCluster):
+    if not isinstance(client, redis.Redis):  # RedisCluster, built or deferred
         return "cluster"
     pool = client.connection_pool
     return "sentinel" if type(pool).__name__ == "SentinelConnectionPool" else "single"

@@ -5,24 +5,38 @@ is asynchronous. After the writes of a publish call, on the same connection, the
 sends ``WAIT numreplicas timeout`` (and ``WAITAOF 1 0 timeout`` for the local AOF fsync
 where the server has it, Redis >= 7.2) and releases the record only if enough acknowledged.
 
+Which replicas: the ones the master has *connected* (Kafka's ``acks=all`` over the
+in-sync replicas, with ``min_replicas`` as ``min.insync.replicas``). Each publish pipeline
+asks the master ``INFO replication`` right before its ``WAIT``; the record is released
+when every replica online at that moment acknowledged (at most ``wait_replicas`` when it
+is a number), and never with fewer than ``min_replicas`` online. So a lagging replica that
+is still connected is waited for (the record stays spooled until it catches up), while a
+master left without replicas by a failover goes on publishing alone, unless the operator
+asked for ``min_replicas``. The ``WAIT`` count of the next call follows what the master
+reported; a call that waited for too few (a replica just joined) is simply retried.
+
 ``[redis] durability`` (SPEC §2 "Durable publish"):
 
-- ``auto`` (default): Sentinel, or a master that reports connected replicas -> wait for
-  ``wait_replicas`` (auto = 1) replicas; a node without replicas -> no wait, and one
-  warning at start that a Redis crash can lose the last writes. Cluster: per shard.
+- ``auto`` (default): wait for the connected replicas as above (Sentinel, one node or
+  per Cluster shard alike); a node without replicas -> no wait, and one warning at start
+  that a Redis crash can lose the last writes.
 - ``replicas``: always ``WAIT wait_replicas`` (auto = 1), whatever the node reports.
-- ``aof``: ``WAITAOF 1 0``: the master's own AOF fsync, plus ``WAIT N`` for N replicas
-  (auto = 1 where there are replicas, else 0). Needs Redis >= 7.2 with ``appendonly yes``.
+- ``aof``: ``WAITAOF 1 0``: the master's own AOF fsync, plus the connected replicas as in
+  ``auto``. Needs Redis >= 7.2 with ``appendonly yes``.
 - ``none``: no wait (the behaviour before durable publish).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 import structlog
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from daemon.errors import RedisCommandError
 
@@ -48,6 +62,7 @@ class Policy:
     mode: Mode = "none"
     wait_replicas: int | None = None  # None = auto
     timeout: float = 1.0
+    min_replicas: int = 0  # connected replicas below which nothing is released
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> Policy:
@@ -56,6 +71,7 @@ class Policy:
             settings.durability,
             None if replicas == "auto" else int(replicas),
             settings.wait_timeout,
+            settings.min_replicas,
         )
 
 
@@ -73,32 +89,49 @@ class NodeFacts:
 class Wait:
     """The acknowledgement one node's writes need: replicas (WAIT) and/or local AOF (WAITAOF)."""
 
-    replicas: int = 0
+    replicas: int = 0  # the WAIT count (with ``follow``: what the master last reported)
     local_aof: bool = False
     timeout_ms: int = 1000
+    follow: bool = False  # wait for the replicas the master has connected (auto, aof)
+    cap: int | None = None  # follow: at most this many (wait_replicas as a number)
+    min_replicas: int = 0  # follow: fewer connected than this releases nothing
 
     @property
     def active(self) -> bool:
-        return self.local_aof or self.replicas > 0
+        return self.follow or self.local_aof or self.replicas > 0
 
     def commands(self) -> list[tuple[Any, ...]]:
         """Sent after the writes, on their connection. ``WAITAOF 1 0`` for the local fsync
         beside ``WAIT n`` for the replicas: ``WAITAOF 1 n`` would wait ~1 s per call for the
-        replicas' once-a-second fsync report."""
+        replicas' once-a-second fsync report. ``follow`` asks ``INFO replication`` first."""
         out: list[tuple[Any, ...]] = []
-        if self.replicas:
+        if self.follow:
+            out.append(("INFO", "replication"))
+        if self.replicas or self.follow:
             out.append(("WAIT", self.replicas, self.timeout_ms))
         if self.local_aof:
             out.append(("WAITAOF", 1, 0, self.timeout_ms))
         return out
 
+    def required(self, replies: list[Any]) -> int:
+        """The acknowledgements this call needs: the connected replicas (``follow``) or N."""
+        if not self.follow:
+            return self.replicas
+        online = online_replicas(replies[0])
+        return online if self.cap is None else min(online, self.cap)
+
     def shortfall(self, replies: list[Any]) -> str | None:
         """None when the replies to :meth:`commands` are enough, else what was missing."""
         missing = []
-        if self.replicas:
-            acked = int(replies[0])
-            if acked < self.replicas:
-                missing.append(f"WAIT: {acked}/{self.replicas} replicas acknowledged")
+        if self.follow:
+            online = online_replicas(replies[0])
+            if online < self.min_replicas:
+                missing.append(f"{online} replicas connected, min_replicas is {self.min_replicas}")
+        if self.replicas or self.follow:
+            acked = int(replies[1 if self.follow else 0])
+            needed = self.required(replies)
+            if acked < needed:
+                missing.append(f"WAIT: {acked}/{needed} replicas acknowledged")
         if self.local_aof:
             local = int(replies[-1][0])
             if local < 1:
@@ -106,12 +139,18 @@ class Wait:
         return "; ".join(missing) or None
 
     def describe(self) -> str:
+        replicas = (
+            f"WAIT for the connected replicas (now {self.replicas}"
+            + (f", at most {self.cap}" if self.cap is not None else "")
+            + (f", at least {self.min_replicas} connected" if self.min_replicas else "")
+            + ")"
+            if self.follow
+            else f"WAIT {self.replicas} (replica acknowledgement)"
+        )
         if self.local_aof:
-            return (
-                f"WAITAOF 1 0 + WAIT {self.replicas} (local AOF fsync + {self.replicas} replicas)"
-            )
-        if self.replicas:
-            return f"WAIT {self.replicas} (replica acknowledgement)"
+            return f"WAITAOF 1 0 (local AOF fsync) + {replicas}"
+        if self.replicas or self.follow:
+            return replicas
         return "none"
 
 
@@ -119,15 +158,28 @@ NO_WAIT = Wait()
 
 
 def node_facts(node: redis.Redis) -> NodeFacts:
-    """Ask one master for its version, replicas, AOF and WAITAOF support."""
-    server = node.info("server")
-    replication = node.info("replication")
-    persistence = node.info("persistence")
+    """Ask one master for its version, replicas, AOF and WAITAOF support (one ``INFO``)."""
+    info = node.info()  # the default sections include server, replication and persistence
+    version = str(info.get("redis_version", "?"))
     return NodeFacts(
-        version=str(server.get("redis_version", "?")),
-        connected_replicas=int(replication.get("connected_slaves", 0)),
-        waitaof=_version(str(server.get("redis_version", "0"))) >= (7, 2),
-        aof_enabled=bool(int(persistence.get("aof_enabled", 0))),
+        version=version,
+        connected_replicas=int(info.get("connected_slaves", 0)),
+        waitaof=_version(version if version != "?" else "0") >= (7, 2),
+        aof_enabled=bool(int(info.get("aof_enabled", 0))),
+    )
+
+
+def online_replicas(info: Any) -> int:
+    """Replicas an ``INFO replication`` reply lists as ``state=online`` (WAIT counts only
+    those; one still loading its first sync is listed but not yet online)."""
+    if not isinstance(info, dict):
+        return 0
+    return sum(
+        1
+        for key, value in info.items()
+        if str(key).startswith("slave")
+        and isinstance(value, dict)
+        and str(value.get("state", "")) == "online"
     )
 
 
@@ -143,12 +195,13 @@ def _version(text: str) -> tuple[int, ...]:
 def resolve(policy: Policy, topology: Topology, facts: NodeFacts) -> Wait:
     """The wait for one master (one shard on a cluster); RedisCommandError if impossible."""
     timeout_ms = max(1, int(policy.timeout * 1000))
-    has_replicas = topology == "sentinel" or facts.connected_replicas > 0
     wanted = policy.wait_replicas
     if policy.mode == "none":
         return NO_WAIT
     if policy.mode == "replicas":
         return Wait(replicas=1 if wanted is None else wanted, timeout_ms=timeout_ms)
+    now = facts.connected_replicas if wanted is None else min(facts.connected_replicas, wanted)
+    follow = Wait(now, False, timeout_ms, True, wanted, policy.min_replicas)
     if policy.mode == "aof":
         if not facts.waitaof:
             raise RedisCommandError(
@@ -157,11 +210,8 @@ def resolve(policy: Policy, topology: Topology, facts: NodeFacts) -> Wait:
             )
         if not facts.aof_enabled:
             raise RedisCommandError('redis.durability = "aof" needs appendonly yes on the server')
-        replicas = wanted if wanted is not None else (1 if has_replicas else 0)
-        return Wait(replicas=replicas, local_aof=True, timeout_ms=timeout_ms)
-    if has_replicas:
-        return Wait(replicas=1 if wanted is None else wanted, timeout_ms=timeout_ms)
-    return NO_WAIT
+        return replace(follow, local_aof=True)
+    return follow
 
 
 def announce(
@@ -182,7 +232,56 @@ def announce(
             waitaof_supported=facts.waitaof,
         )
     log.info("redis.durability", **fields)
-    if warn and not wait.active and policy.mode == "auto":
+    if warn and not wait.replicas and not wait.local_aof and policy.mode == "auto":
         log.warning("redis.durability_weak", node=node or None, detail=NO_REPLICA_WARNING)
         return True
     return False
+
+
+def refresh_replication(
+    masters: Iterable[tuple[str, redis.Redis]], watch: ReplicationWatch
+) -> None:
+    """Ask each master for its online replicas (the background probe, every few seconds),
+    so a quiet daemon notices a master left alone without waiting for a publish."""
+    for name, node in masters:
+        watch.observe(name, online_replicas(node.info("replication")))
+
+
+class ReplicationWatch(Collector):
+    """What the masters said about their replicas (each publish, the probe), for Prometheus.
+
+    ``drainer_redis_connected_replicas{node}`` (``node`` is ``master`` for one node or
+    Sentinel, the shard's master on Cluster) and ``drainer_redis_masters_without_replicas``:
+    masters publishing with no replica online although replication is expected (Sentinel,
+    ``min_replicas`` > 0, or a master had replicas before): after a failover to a master
+    whose replicas are gone, publishing goes on alone and an alert says so.
+    """
+
+    def __init__(self, expected: bool = False) -> None:
+        self.expected = expected
+        self._online: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, node: str, online: int) -> None:
+        with self._lock:
+            self._online[node or "master"] = online
+            self.expected = self.expected or online > 0
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            online, expected = dict(self._online), self.expected
+        connected = GaugeMetricFamily(
+            "drainer_redis_connected_replicas",
+            "Replicas online on the master (INFO replication at each publish and every 5 s).",
+            labels=["node"],
+        )
+        for node, count in sorted(online.items()):
+            connected.add_metric([node], float(count))
+        alone = GaugeMetricFamily(
+            "drainer_redis_masters_without_replicas",
+            "Masters publishing without any replica online although replication is expected"
+            " (Sentinel, min_replicas, or replicas seen before): writes are not replicated.",
+        )
+        alone.add_metric([], float(sum(1 for n in online.values() if n == 0) if expected else 0))
+        yield connected
+        yield alone

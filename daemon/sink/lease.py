@@ -11,7 +11,11 @@ worker only while this process holds the account's lease:
 
 If Redis cannot be reached, a holder keeps working only while at least ``ttl/3`` of its
 last confirmed lease is left (so a pull started then ends before the key can expire),
-then stands by. The lease key lives in the stream's hash slot (works on Redis Cluster).
+then stands by. A confirmed lease counts from the moment its ``SET``/renew was *sent*
+(Redis may apply it later, never earlier), and whether it is still good is judged on the
+clock read *after* the renew returned: a renew that blocks (Redis hanging, up to the socket
+timeout) can never let a stale holder pull once more after the other node took over.
+The lease key lives in the stream's hash slot (works on Redis Cluster).
 
 Push receivers and publishers run on every node: the spool is local, and a node's
 unpublished spool is published when that node comes back; event ids keep that exactly once.
@@ -30,9 +34,9 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
-from daemon.sink import TRANSIENT_REDIS_ERRORS, related_key
+from daemon.sink import related_key
 from daemon.sink.connect import RedisClient
-from daemon.sink.failures import Refusals
+from daemon.sink.failures import REDIS_ERRORS, Refusals
 from daemon.worker import Health, Worker
 
 log = structlog.get_logger("daemon.sink.lease")
@@ -71,8 +75,10 @@ class Lease:
         token: str,
         ttl: float,
         on_change: Callable[[bool], None] = lambda held: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
+        self._clock = clock
         self.key = key
         self.token = token
         self.ttl = ttl
@@ -109,7 +115,10 @@ class Lease:
             if self.closed:
                 return False
             if now >= self._next_attempt:
+                started = self._clock()
                 self._attempt(now)
+                # The renew may have blocked (Redis hanging): judge on the time it is now.
+                now += max(0.0, self._clock() - started)
             if self.held and now > self._valid_until - self.ttl / 3:
                 # Redis has not confirmed the lease for too long: stand by.
                 self._set_held(False, "unconfirmed")
@@ -118,7 +127,7 @@ class Lease:
     def _attempt(self, now: float) -> None:
         try:
             self._try(now)
-        except TRANSIENT_REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._next_attempt = now + self.retry_every
             if not self._refusals.failed(exc) and self.held:
                 log.warning("lease.renew_failed", key=self.key, error=type(exc).__name__)
@@ -129,7 +138,7 @@ class Lease:
         if self.held:
             renewed = int(self._renew(keys=[self.key], args=[self.token, self._ttl_ms]))
             if renewed:
-                self._valid_until = now + self.ttl
+                self._valid_until = now + self.ttl  # now: before the command was sent
                 self._next_attempt = now + self.renew_every
             else:
                 self.holder = self._current_holder()
@@ -137,7 +146,7 @@ class Lease:
                 self._next_attempt = now + self.retry_every
             return
         if self.client.set(self.key, self.token, nx=True, px=self._ttl_ms):
-            self._valid_until = now + self.ttl
+            self._valid_until = now + self.ttl  # now: before the command was sent
             self._next_attempt = now + self.renew_every
             self.holder = self.token
             self._set_held(True, "acquired")
@@ -166,7 +175,7 @@ class Lease:
                 return
             try:
                 self._release(keys=[self.key], args=[self.token])
-            except TRANSIENT_REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("lease.release_failed", key=self.key, error=type(exc).__name__)
             self._set_held(False, "released")
 
@@ -234,6 +243,7 @@ def wrap(
                 token,
                 ttl,
                 on_change=_show_in(child),
+                clock=clock,
             )
             leases[name] = lease
         wrapped.append(LeasedWorker(worker, lease, clock))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from daemon.sink.connect import RedisClient
+from daemon.sink.failures import REDIS_ERRORS
 
 SAFE_POLICY = "noeviction"
 
@@ -26,7 +25,7 @@ def evicting_policy(client: RedisClient) -> str | None:
     """
     try:
         info: Any = client.info("memory")
-    except redis.RedisError:
+    except REDIS_ERRORS:  # Redis away (any topology): checked again at the next start
         return None
     nodes = info.values() if info and all(isinstance(v, dict) for v in info.values()) else [info]
     for node in nodes:

@@ -25,39 +25,31 @@ from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
-from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisClusterException
 
 from daemon.envelope import StreamEntry
-from daemon.errors import DurabilityError, SinkError
+from daemon.errors import DurabilityError
 from daemon.settings import RedisSettings, Settings
 from daemon.sink.connect import RedisClient, describe
 from daemon.sink.connect import connect as build_client
+from daemon.sink.deferred import as_cluster
 from daemon.sink.durability import (
     NO_WAIT,
     NodeFacts,
     Policy,
+    ReplicationWatch,
     Topology,
     Wait,
     announce,
     node_facts,
+    online_replicas,
     resolve,
 )
-from daemon.sink.failures import translate
+from daemon.sink.failures import REDIS_ERRORS, translate
 from daemon.sink.scripts import PUBLISH_SCRIPT, WATERMARK_SCRIPT
 
-# Redis errors the lease and retention workers retry; those that daemon.sink.failures does not
-# call transient (WRONGTYPE, NOPERM, ...) they also log as errors. Publishing classifies them
-# more narrowly: see daemon.sink.failures.
-TRANSIENT_REDIS_ERRORS = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.BusyLoadingError,
-    redis.ReadOnlyError,
-    redis.ResponseError,
-    redis.exceptions.ClusterError,  # e.g. "TTL exhausted" while slots move
-)
+# Kept for importers of the old name: every Redis error; daemon.sink.failures classifies them.
+TRANSIENT_REDIS_ERRORS = REDIS_ERRORS
 
 
 def related_key(stream: str, suffix: str) -> str:
@@ -80,10 +72,11 @@ class PublishResult:
     duplicates_by_stream: dict[str, int]
 
 
-def connect(target: RedisSettings | str, timeout: float = 5.0) -> RedisClient:
+def connect(target: RedisSettings | str, timeout: float | None = None) -> RedisClient:
     """A client for the ``[redis]`` settings (or a bare url): one node, Sentinel, Cluster, TLS.
 
-    See :mod:`daemon.sink.connect`; every client has explicit timeouts.
+    See :mod:`daemon.sink.connect`: the settings' timeouts and retry policy, unless
+    ``timeout`` overrides both timeouts.
     """
     settings = RedisSettings(url=target) if isinstance(target, str) else target
     return build_client(settings, timeout)
@@ -118,6 +111,7 @@ class RedisSink:
         durability: Policy | None = None,
     ) -> None:
         self.client = client
+        self._cluster = as_cluster(client)  # None: one node or Sentinel
         self._windows_ms = {stream: max(1, int(w * 1000)) for stream, w in (windows or {}).items()}
         self.policy = durability or Policy()
         self.topology = cast(Topology, describe(client))
@@ -125,8 +119,9 @@ class RedisSink:
         self._maxlen = stream_maxlen
         self._publish: Script = client.register_script(PUBLISH_SCRIPT)
         self._watermark: Script = client.register_script(WATERMARK_SCRIPT)
-        self._waits: dict[str, Wait] = {}  # per master, decided when first seen
-        self._replicated = False  # a master had replicas: later-promoted ones keep the wait
+        self._waits: dict[str, Wait] = {}  # per master; a follow wait tracks its replicas
+        expected = self.topology == "sentinel" or self.policy.min_replicas > 0
+        self.replication = ReplicationWatch(expected)  # registered by the runtime
         self._refresh_slots = False
         self._warned = False  # the "no replica wait" warning is logged once
 
@@ -147,9 +142,9 @@ class RedisSink:
     def detect(self) -> list[tuple[str, Wait, NodeFacts | None]]:
         """Decide (once per master) and return the wait in force for every master."""
         try:
-            masters = self._masters()
+            masters = self.masters()
             return [(name, *self._wait_for(name, node)) for name, node in masters]
-        except (redis.RedisError, RedisClusterException) as exc:
+        except REDIS_ERRORS as exc:
             raise translate(exc, "durability detection") from exc
 
     def _wait_for(self, name: str, node: redis.Redis) -> tuple[Wait, NodeFacts | None]:
@@ -162,26 +157,30 @@ class RedisSink:
         else:
             facts = node_facts(node)
             wait = resolve(self.policy, self.topology, facts)
-            if not wait.active and self._replicated and self.policy.mode == "auto":
-                wait = resolve(self.policy, self.topology, replace(facts, connected_replicas=1))
-        self._replicated = self._replicated or wait.replicas > 0
+            if wait.follow:
+                self.replication.observe(name, facts.connected_replicas)
         self._waits[name] = wait
         warned = announce(name, self.topology, self.policy, wait, facts, not self._warned)
         self._warned = self._warned or warned
         return wait, facts
 
-    def _masters(self) -> list[Node]:
-        if isinstance(self.client, RedisCluster):
+    def masters(self) -> list[Node]:
+        """(name, client) of every master: one, or each shard's on Cluster."""
+        cluster = self._cluster
+        if cluster is not None:
             return [
-                (n.name, self.client.get_redis_connection(n))
-                for n in self.client.get_primaries()  # type: ignore[no-untyped-call,unused-ignore]
+                (n.name, cluster.get_redis_connection(n))
+                for n in cluster.get_primaries()  # type: ignore[no-untyped-call,unused-ignore]
             ]
+        assert isinstance(self.client, redis.Redis)
         return [("", self.client)]
 
     def _node_for(self, key: str) -> Node:
-        if isinstance(self.client, RedisCluster):
-            node = self.client.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
-            return node.name, self.client.get_redis_connection(node)
+        cluster = self._cluster
+        if cluster is not None:
+            node = cluster.get_node_from_key(key)  # type: ignore[no-untyped-call,unused-ignore]
+            return node.name, cluster.get_redis_connection(node)
+        assert isinstance(self.client, redis.Redis)
         return "", self.client
 
     # --- publishing ----------------------------------------------------------------------
@@ -197,8 +196,8 @@ class RedisSink:
         published: dict[str, int] = {}
         duplicates: dict[str, int] = {}
         try:
-            if self._refresh_slots and isinstance(self.client, RedisCluster):
-                self.client.nodes_manager.initialize()
+            if self._refresh_slots and self._cluster is not None:
+                self._cluster.nodes_manager.initialize()
             self._refresh_slots = False
             plan: dict[str, tuple[redis.Redis, list[tuple[str, list[StreamEntry]]]]] = {}
             for stream, run in _runs(entries):
@@ -209,7 +208,7 @@ class RedisSink:
                 pipe = node.pipeline(transaction=False)
                 for stream, run in runs:
                     self._queue_run(pipe, stream, run, wait.active)
-                replies = self._execute_durably(pipe, wait)
+                replies = self._execute_durably(pipe, wait, name)
                 for (stream, run), flags in zip(runs, replies, strict=False):
                     added = sum(int(flag) for flag in flags)
                     published[stream] = published.get(stream, 0) + added
@@ -223,8 +222,8 @@ class RedisSink:
                 pipe = node.pipeline(transaction=False)
                 moment = f"{watermark.moment.timestamp():.6f}"
                 self._watermark(keys=[key], args=[moment], client=pipe)
-                self._execute_durably(pipe, wait)
-        except (redis.RedisError, RedisClusterException) as exc:
+                self._execute_durably(pipe, wait, name)
+        except REDIS_ERRORS as exc:
             self._refresh_slots = True
             if isinstance(exc, redis.ReadOnlyError) and isinstance(self.client, redis.Redis):
                 # A plain url (DNS name, VIP) still pointing at a demoted master: reconnect.
@@ -234,12 +233,15 @@ class RedisSink:
             sum(published.values()), sum(duplicates.values()), published, duplicates
         )
 
-    def _execute_durably(self, pipe: Pipeline, wait: Wait) -> list[Any]:
+    def _execute_durably(self, pipe: Pipeline, wait: Wait, name: str) -> list[Any]:
         """Send what is queued, then the wait, on one connection; DurabilityError if short."""
         checks = wait.commands()
         for command in checks:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
         replies: list[Any] = pipe.execute()
+        if wait.follow:  # the next call waits for the replicas the master reported now
+            self.replication.observe(name, online_replicas(replies[-len(checks)]))
+            self._waits[name] = replace(wait, replicas=wait.required(replies[-len(checks) :]))
         shortfall = wait.shortfall(replies[-len(checks) :]) if checks else None
         if shortfall is not None:
             raise DurabilityError(f"redis entries not durable in time: {shortfall}")
@@ -266,9 +268,11 @@ class RedisSink:
         self._publish(keys=keys, args=args, client=pipe)
 
     def ping(self) -> bool:
+        """True when Redis answers PING (blocks up to the socket timeout: never on a request
+        path; /readyz and /metrics read :class:`daemon.sink.health.RedisProbe` instead)."""
         try:
             return bool(self.client.ping())
-        except TRANSIENT_REDIS_ERRORS:
+        except REDIS_ERRORS:
             return False
 
     def dedupe_window(self, stream: str) -> float:
@@ -278,16 +282,16 @@ class RedisSink:
     def stream_lengths(self, streams: Iterable[str]) -> list[tuple[str, int]]:
         try:
             return [(stream, int(self.client.xlen(stream))) for stream in streams]
-        except TRANSIENT_REDIS_ERRORS as exc:
-            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
+        except REDIS_ERRORS as exc:
+            raise translate(exc, "read") from None
 
     # --- MyInvois watermarks: stored beside the stream, in its hash slot ------------------
 
     def get_watermark(self, stream: str, account: str) -> datetime | None:
         try:
             raw = self.client.get(related_key(stream, f"watermark:{account}"))
-        except TRANSIENT_REDIS_ERRORS as exc:
-            raise SinkError(f"redis read failed: {type(exc).__name__}: {exc}") from None
+        except REDIS_ERRORS as exc:
+            raise translate(exc, "read") from None
         if raw is None:
             return None
         return datetime.fromtimestamp(float(raw), tz=UTC)

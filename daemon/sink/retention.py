@@ -28,9 +28,8 @@ from typing import Any
 
 import structlog
 
-from daemon.sink import TRANSIENT_REDIS_ERRORS
 from daemon.sink.connect import RedisClient
-from daemon.sink.failures import Refusals
+from daemon.sink.failures import REDIS_ERRORS, Refusals
 from daemon.worker import Backoff, Health
 
 log = structlog.get_logger("daemon.sink.retention")
@@ -145,7 +144,7 @@ class RetentionWorker:
                 trimmed[stream] = int(
                     self.client.xtrim(stream, minid=format_id(floor), approximate=self.approximate)
                 )
-        except TRANSIENT_REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self.health.failed(f"retention failed: {type(exc).__name__}: {exc}", now)
             self._refusals.failed(exc)
             return self._backoff.next()

@@ -220,7 +220,7 @@ def test_durability_waits_per_shard_on_cluster(client: RedisCluster) -> None:
     """Each shard's writes end with their own WAIT: shards without replicas fail a forced wait."""
     from daemon.errors import DurabilityError
     from daemon.sink import WatermarkUpdate
-    from daemon.sink.durability import NO_WAIT, Policy
+    from daemon.sink.durability import Policy, Wait
 
     streams = ["drainer:{docplanner}", "drainer:{deadletter}"]
     batch = [
@@ -228,10 +228,66 @@ def test_durability_waits_per_shard_on_cluster(client: RedisCluster) -> None:
     ]
     mark = WatermarkUpdate("drainer:{myinvois}", "acme", datetime(2026, 11, 2, tzinfo=UTC))
     auto = RedisSink(client, dedupe_window=60, stream_maxlen=0, durability=Policy("auto"))
-    assert {wait for _, wait, _ in auto.detect()} == {NO_WAIT}  # one per shard, none replicated
+    # One per shard, each waiting for the replicas its master has connected: none here.
+    assert {wait for _, wait, _ in auto.detect()} == {Wait(0, follow=True)}
     assert auto.publish(batch, mark).published == 6
     assert auto.get_watermark("drainer:{myinvois}", "acme") == mark.moment
     forced = RedisSink(client, 60, 0, durability=Policy("replicas", 1, 0.05))
     assert len(forced.detect()) == 3
     with pytest.raises(DurabilityError, match="0/1"):
         forced.publish(batch, mark)
+
+
+def test_a_cluster_down_at_start_is_transient_everywhere_until_it_serves(
+    tmp_path: Path,
+) -> None:
+    """A real node whose slots nobody serves (CLUSTERDOWN): no traceback; served: publishes."""
+    from daemon.errors import SinkError
+    from daemon.sink.deferred import DeferredCluster
+    from daemon.sink.health import RedisProbe
+
+    port = _cluster_port()
+    argv = [
+        find_redis_server(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", str(tmp_path / "nodes.conf"),
+        "--dir", str(tmp_path),
+        "--save", "",
+        "--logfile", str(tmp_path / "redis.log"),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv)
+    try:
+        _wait_ping(port)
+        client = connect(RedisSettings(url=f"redis+cluster://127.0.0.1:{port}"))
+        assert isinstance(client, DeferredCluster)  # RedisCluster() raised: built later
+        sink = RedisSink(client, 60, 0)
+        probe = RedisProbe(client, [STREAM], 20)
+        lease = Lease(client, lease_key(STREAM, "docplanner", "pl"), "a", 15.0)
+        entry = StreamEntry(STREAM, "e-1", {"event_id": "e-1"})
+        with pytest.raises(SinkError):
+            sink.publish([entry])
+        assert lease.ensure(0.0) is False
+        probe.tick(0.0)
+        assert probe.not_ready() is not None
+        _cli(port, "cluster", "addslotsrange", "0", "16383")
+        wait_for(lambda: _cluster_ok(port), 20, "cluster_state:ok")
+        wait_for(lambda: _publishes(sink, entry), 20, "the same client publishes")
+        probe.tick(1.0)
+        assert probe.not_ready() is None and dict(probe.lengths()) == {STREAM: 1}
+        assert lease.ensure(1.0) is True
+        client.close()
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _publishes(sink: RedisSink, entry: StreamEntry) -> bool:
+    from daemon.errors import SinkError
+
+    try:
+        sink.publish([entry])
+    except SinkError:
+        return False
+    return True

@@ -96,27 +96,27 @@ def ids_on(port: int) -> Counter[str]:
 def test_standalone_without_replicas_waits_for_nothing_and_warns_once(
     redis_server: LocalRedis,
 ) -> None:
-    """auto on a lone master: no WAIT, one info line and one warning naming AOF/WAITAOF."""
+    """auto on a lone master: WAIT for its 0 replicas, one info line and one warning."""
     sink = RedisSink(connect(redis_server.url), 60, 0, durability=Policy("auto"))
     with capture_logs() as logs:
         detected = sink.detect()
         sink.detect()
-    assert [wait for _, wait, _ in detected] == [NO_WAIT]
+    assert [wait for _, wait, _ in detected] == [Wait(0, follow=True)]
     events = [log["event"] for log in logs]
     assert events == ["redis.durability", "redis.durability_weak"]
     assert "WAITAOF" in logs[1]["detail"] and "appendonly" in logs[1]["detail"]
 
 
 def test_master_with_a_replica_gets_a_replica_wait(pair: tuple[LocalRedis, LocalRedis]) -> None:
-    """auto on a master reporting a connected replica: WAIT 1, said in one line."""
+    """auto on a master reporting a connected replica: WAIT for it, said in one line."""
     master, _ = pair
     sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 0.5))
     with capture_logs() as logs:
         [(_, wait, facts)] = sink.detect()
-    assert wait == Wait(replicas=1, timeout_ms=500)
+    assert wait == Wait(replicas=1, timeout_ms=500, follow=True)
     assert facts is not None and facts.connected_replicas == 1
     assert [log["event"] for log in logs] == ["redis.durability"]
-    assert logs[0]["wait"].startswith("WAIT 1")
+    assert logs[0]["wait"].startswith("WAIT for the connected replicas (now 1")
 
 
 def test_aof_durability_on_a_server_without_waitaof_is_a_config_error(
@@ -140,20 +140,21 @@ def test_aof_durability_on_a_server_without_waitaof_is_a_config_error(
 @pytest.mark.parametrize(
     ("policy", "topology", "replicas", "expected"),
     [
-        (Policy("auto"), "sentinel", 0, Wait(replicas=1)),
-        (Policy("auto"), "single", 2, Wait(replicas=1)),
-        (Policy("auto", 2), "cluster", 2, Wait(replicas=2)),
-        (Policy("auto"), "cluster", 0, NO_WAIT),
+        (Policy("auto"), "sentinel", 0, Wait(0, follow=True)),
+        (Policy("auto"), "single", 2, Wait(2, follow=True)),
+        (Policy("auto", 1), "cluster", 2, Wait(1, follow=True, cap=1)),
+        (Policy("auto"), "cluster", 0, Wait(0, follow=True)),
+        (Policy("auto", None, 1.0, 1), "single", 0, Wait(0, follow=True, min_replicas=1)),
         (Policy("replicas"), "single", 0, Wait(replicas=1)),
         (Policy("none"), "sentinel", 3, NO_WAIT),
-        (Policy("aof"), "single", 0, Wait(local_aof=True)),
-        (Policy("aof"), "sentinel", 0, Wait(replicas=1, local_aof=True)),
+        (Policy("aof"), "single", 0, Wait(local_aof=True, follow=True)),
+        (Policy("aof"), "sentinel", 1, Wait(1, local_aof=True, follow=True)),
     ],
 )
 def test_the_wait_follows_the_deployment(
     policy: Policy, topology: Topology, replicas: int, expected: Wait
 ) -> None:
-    """Sentinel or replicas: WAIT 1; a lone node: none; aof adds the local fsync (7.2 facts)."""
+    """auto and aof wait for the connected replicas (at most N); replicas: always N."""
     facts = NodeFacts("7.2.4", replicas, waitaof=True, aof_enabled=True)
     assert resolve(policy, topology, facts) == expected
 
@@ -386,3 +387,123 @@ def test_bad_durability_settings_are_one_line_config_errors(
 ) -> None:
     """An unknown mode, a negative count, a wait past the socket timeout or 0 (forever): exit 2."""
     assert_redis_config_error(tmp_path, toml, key)
+
+
+# --- waiting for the connected replicas (Kafka's acks=all with min.insync.replicas) ------
+
+
+def test_a_master_whose_replica_is_gone_publishes_alone_and_says_so(
+    pair: tuple[LocalRedis, LocalRedis],
+) -> None:
+    """Replica gone (not lagging): released at once; the metrics name the lonely master."""
+    master, replica = pair
+    sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 2.0))
+    registry = CollectorRegistry()
+    registry.register(sink.replication)
+    assert sink.publish([entry(1)]).published == 1
+    assert registry.get_sample_value("drainer_redis_connected_replicas", {"node": "master"}) == 1
+    replica.stop(kill=True)
+    wait_for(lambda: online_replicas(master.port) == 0, 10, "the master sees no replica")
+    assert sink.publish([entry(2)]).published == 1  # a WAIT for nobody
+    assert registry.get_sample_value("drainer_redis_connected_replicas", {"node": "master"}) == 0
+    assert registry.get_sample_value("drainer_redis_masters_without_replicas") == 1
+    assert ids_on(master.port) == Counter({"e-1": 1, "e-2": 1})
+
+
+def test_min_replicas_holds_records_while_too_few_replicas_are_connected(
+    pair: tuple[LocalRedis, LocalRedis],
+) -> None:
+    """min_replicas = 1 and the replica gone: nothing released, said in the error."""
+    master, replica = pair
+    sink = RedisSink(connect(master.url), 60, 0, durability=Policy("auto", None, 2.0, 1))
+    assert sink.publish([entry(1)]).published == 1
+    replica.stop(kill=True)
+    wait_for(lambda: online_replicas(master.port) == 0, 10, "the master sees no replica")
+    with pytest.raises(DurabilityError, match="0 replicas connected, min_replicas is 1"):
+        sink.publish([entry(2)])
+
+
+def test_failover_to_a_master_without_replicas_publishes_everything_once(
+    tmp_path: Path,
+) -> None:
+    """Replica stalled 4 s, master killed 2 s in, never back: all on the promoted master once."""
+    master = LocalRedis(tmp_path / "master", extra=DEBUG).start()
+    replica = _replica_of(master, tmp_path / "replica").start()
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nlogfile {tmp_path / 'sentinel.log'}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds mymaster 2000\n"
+        "sentinel failover-timeout mymaster 5000\n"
+    )
+    sentinel = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"])
+    probe = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+    stop = threading.Event()
+    timers: list[threading.Timer] = []
+    try:
+        wait_for(lambda: online_replicas(master.port) == 1, 10, "replica online")
+        wait_for(lambda: _sentinel_sees(probe, replica.port), 15, "sentinel sees the replica")
+        settings = RedisSettings(url=f"redis+sentinel://127.0.0.1:{port}/mymaster/0")
+        sink = RedisSink(
+            connect(settings, timeout=2.0), 86400, 0, durability=Policy("auto", None, 0.3)
+        )
+        spool = SpoolLog(tmp_path / "spool", SpoolBudget(1 << 30))
+        total, payload = 4000, "x" * 8192
+        for start in range(0, total, 10):
+            spool.append([entry(n, payload) for n in range(start, start + 10)])
+        publisher, metrics = publisher_for(sink, spool)
+        worker = threading.Thread(target=drive, args=(publisher, stop, None), daemon=True)
+        worker.start()
+        wait_for(lambda: spool.pending_events <= total * 2 // 3, 30, "a third released")
+        # The fault schedule: the replica stalls 4 s; the master dies 2 s into the stall.
+        os.kill(_pid(replica), signal.SIGSTOP)
+        timers = [
+            threading.Timer(2.0, master.stop, kwargs={"kill": True}),
+            threading.Timer(4.0, _resume, args=(replica,)),
+        ]
+        for timer in timers:
+            timer.start()
+        wait_for(lambda: _master_port(probe) == replica.port, 30, "sentinel promotes")
+        wait_for(lambda: spool.pending_records == 0, 60, "the spool drains with no replica")
+        assert not master.running, "the old master never came back"
+        stop.set()
+        worker.join(10)
+        assert online_replicas(replica.port) == 0
+        assert timeouts(metrics) >= 1  # the stalled, still connected replica was waited for
+        assert ids_on(replica.port) == Counter({f"e-{n}": 1 for n in range(total)})
+    finally:
+        stop.set()
+        for timer in timers:
+            timer.join(10)
+        _resume(replica)
+        probe.close()
+        sentinel.kill()
+        sentinel.wait(10)
+        replica.stop(kill=True)
+        master.stop(kill=True)
+
+
+def test_the_probe_notices_a_master_left_alone_without_a_publish(
+    pair: tuple[LocalRedis, LocalRedis],
+) -> None:
+    """A quiet daemon: the background probe's INFO replication feeds the alert's gauge."""
+    from daemon.sink.durability import refresh_replication
+    from daemon.sink.health import RedisProbe
+
+    master, replica = pair
+    client = connect(master.url)
+    sink = RedisSink(client, 60, 0, durability=Policy("auto", None, 0.3))
+    sink.replication.expected = True  # as after a publish that saw the replica
+    probe = RedisProbe(
+        client, [STREAM], 20, refresh=lambda: refresh_replication(sink.masters(), sink.replication)
+    )
+    registry = CollectorRegistry()
+    registry.register(sink.replication)
+    probe.tick(0.0)
+    assert registry.get_sample_value("drainer_redis_masters_without_replicas") == 0
+    replica.stop(kill=True)
+    wait_for(lambda: online_replicas(master.port) == 0, 10, "the master sees no replica")
+    probe.tick(10.0)  # the next group/replication read is due
+    assert registry.get_sample_value("drainer_redis_masters_without_replicas") == 1
+    client.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +18,8 @@ from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
+from daemon.settings import RedisSettings
+from daemon.sink.connect import connect
 from daemon.sink.lease import Lease, LeasedWorker, lease_key
 from daemon.worker import Health
 from tests.helpers import Daemon, stream_entries, wait_for, wait_settled, write_config
@@ -155,7 +159,7 @@ def test_unreachable_redis_keeps_the_lease_only_while_it_is_surely_ours(
 def test_runtime_wraps_intake_in_leases_and_adds_retention(
     tmp_path: Path, redis_server: LocalRedis, client: redis.Redis
 ) -> None:
-    """leases = true wraps the puller and exports drainer_lease_held; minid adds retention."""
+    """leases = true wraps the puller (not the Redis probe) and exports drainer_lease_held."""
     from prometheus_client import CollectorRegistry
 
     from daemon.runtime.wiring import build
@@ -175,7 +179,7 @@ def test_runtime_wraps_intake_in_leases_and_adds_retention(
     ctx = build(load_settings(config, {}), registry)
     try:
         kinds = sorted(type(worker).__name__ for worker in ctx.intake)
-        assert kinds == ["LeasedWorker", "RetentionWorker"]
+        assert kinds == ["LeasedWorker", "RedisProbe", "RetentionWorker"]
         leased = next(w for w in ctx.intake if isinstance(w, LeasedWorker))
         assert leased.name == "docplanner:pl:puller"
         labels = {"source": "docplanner", "account": "pl"}
@@ -317,3 +321,24 @@ def test_a_lease_key_of_the_wrong_type_is_an_error_in_the_log_once_then_clears(
     assert len(refused) == 1 and refused[0]["log_level"] == "error"
     assert "WRONGTYPE" in refused[0]["error"]
     assert [log["event"] for log in logs][-2:] == ["lease.acquired", "lease.redis_accepts_again"]
+
+
+def test_a_renew_that_blocks_never_leaves_a_stale_holder_working(own_redis: LocalRedis) -> None:
+    """Redis hangs during a due renew (SIGSTOP): judged on the time after it, intake stops."""
+    settings = RedisSettings(url=own_redis.url, socket_timeout=2.5, connect_timeout=0.5)
+    client = connect(settings)
+    lease = Lease(client, KEY, "a", 3.0)  # renewed every 1 s; stands by with < 1 s left
+    inner = CountingWorker()
+    worker = LeasedWorker(inner, lease, clock=lambda: 0.0)
+    worker.tick(0.0)
+    assert lease.held and inner.ticks == 1
+    due = lease.next_attempt  # 1 s in: the renew is sent then and blocks for 2.5 s
+    os.kill(own_redis.pid, signal.SIGSTOP)
+    try:
+        worker.tick(due)
+    finally:
+        os.kill(own_redis.pid, signal.SIGCONT)
+    # 1 s + 2.5 s blocked is past 3 s - 1 s: the lease may be gone, so no pull happened.
+    assert not lease.held and inner.ticks == 1
+    assert str(inner.health.detail["lease"]).startswith("standby")
+    client.close()

@@ -22,6 +22,7 @@ from daemon.metrics import Metrics, StreamLengthCollector, exported_names
 from daemon.metrics_groups import ConsumerGroupCollector, GroupStats, StreamGroups
 from daemon.metrics_process import register_process_metrics
 from daemon.server.stats import HttpMetrics
+from daemon.sink.durability import ReplicationWatch
 from daemon.sink.lease import wrap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,7 @@ EXPECTED_ALERTS = {
     "MyInvoisRequestRefused",
     "DocPlannerReleaseForbidden",
     "SpoolRecordSetAside",
+    "RedisMasterWithoutReplicas",
 }
 
 
@@ -174,6 +176,7 @@ def exported() -> set[str]:
     register_process_metrics(registry)  # as wiring.build does
     HttpMetrics(registry).add_listener("main", dict)  # as the server's listener does
     wrap([], None, {}, 30.0, registry)  # leases = true: drainer_lease_held  # type: ignore[arg-type]
+    registry.register(ReplicationWatch())  # the sink's, registered by wiring.build
     return exported_names(registry)
 
 

@@ -112,6 +112,12 @@ class LocalRedis:
         self._process = None
 
     @property
+    def pid(self) -> int:
+        """The redis-server's process id (tests stop it with SIGSTOP to make it hang)."""
+        assert self._process is not None, "not started"
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
