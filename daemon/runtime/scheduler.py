@@ -138,15 +138,23 @@ class Scheduler:
             return job.done
 
     def wake(self, worker: Worker) -> None:
-        """Make ``worker`` due at once (thread-safe; never blocks on a tick)."""
+        """Make ``worker`` due at once (thread-safe; never blocks on a tick).
+
+        An idle worker goes straight to the pool (no hop through the scheduler thread:
+        a publisher starts on a spooled batch at once); a running one ticks again after.
+        """
         with self._cond:
             job = self.jobs.get(id(worker))
-            if job is None or job.removed:
+            if job is None or job.removed or self._stopping:
                 return
             if job.running:
                 job.woken = True
-            elif job.due > self.clock():
-                self._push(job, self.clock())
+                return
+            job.entry = next(self._seq)  # its heap entry is stale from now on
+            job.running = True
+            job.done.clear()
+            self._running += 1
+        self.pool.submit(functools.partial(self._run, job))
 
     def _push(self, job: Job, due: float) -> None:
         job.due = due
