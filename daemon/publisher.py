@@ -32,7 +32,7 @@ log = structlog.get_logger("daemon.publisher")
 
 Expand = Callable[[RawBatch], list[StreamEntry]]
 
-IDLE_WAIT = 1.0
+IDLE_WAIT = 30.0  # a safety net only: every source rings publisher.wake when it spools
 MAX_EVENTS_PER_CALL = 1000
 DURABILITY_GRACE = 30.0  # unacknowledged writes this long make /readyz name the publisher
 
