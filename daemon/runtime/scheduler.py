@@ -160,6 +160,9 @@ class Scheduler:
         job.due = due
         job.entry = next(self._seq)
         heapq.heappush(self._heap, (due, job.entry, job))
+        if len(self._heap) > 2 * len(self.jobs) + 64:  # wakes leave stale entries behind
+            self._heap = [e for e in self._heap if e[1] == e[2].entry and not e[2].removed]
+            heapq.heapify(self._heap)
         self._cond.notify()
 
     # --- dispatch ------------------------------------------------------------------------

@@ -270,3 +270,19 @@ def test_the_scheduler_thread_sleeps_until_the_next_due_time() -> None:
     finally:
         scheduler.stop(5)
         pool.close()
+
+
+def test_wake_ups_do_not_grow_the_heap_without_bound() -> None:
+    """Thousands of wakes of idle workers leave at most a bounded number of stale entries."""
+    scheduler, pool, clock, _ = make()
+    workers = [Scripted(f"w{n}") for n in range(10)]
+    for worker in workers:
+        scheduler.add(worker)
+    scheduler.dispatch(clock.now)
+    pool.run_all()  # each returns an hour: the scheduler thread would sleep that long
+    for _ in range(1000):
+        for worker in workers:
+            scheduler.wake(worker)  # dispatched at once; that entry is stale now
+        pool.run_all()
+    assert len(scheduler._heap) <= 2 * len(workers) + 65
+    assert all(w.ticks == 1001 for w in workers)  # the first dispatch, then one per wake
