@@ -163,7 +163,8 @@ class Scheduler:
         if len(self._heap) > 2 * len(self.jobs) + 64:  # wakes leave stale entries behind
             self._heap = [e for e in self._heap if e[1] == e[2].entry and not e[2].removed]
             heapq.heapify(self._heap)
-        self._cond.notify()
+        if self._heap[0][1] == job.entry:  # the new earliest: the scheduler thread must know
+            self._cond.notify()
 
     # --- dispatch ------------------------------------------------------------------------
 
@@ -237,7 +238,8 @@ class Scheduler:
                 job.woken = False
                 self._push(job, self.clock() + delay)
             job.done.set()
-            self._cond.notify_all()
+            if self._stopping:
+                self._cond.notify_all()  # stop() waits for the last tick in flight
 
     # --- the scheduler thread ------------------------------------------------------------
 

@@ -286,3 +286,32 @@ def test_wake_ups_do_not_grow_the_heap_without_bound() -> None:
         pool.run_all()
     assert len(scheduler._heap) <= 2 * len(workers) + 65
     assert all(w.ticks == 1001 for w in workers)  # the first dispatch, then one per wake
+
+
+def test_a_stuck_tick_holds_one_slot_and_the_others_keep_their_schedule() -> None:
+    """One worker blocked in its tick (a slow upstream): on a pool of 2, the rest tick on."""
+    pool = ThreadPool("t", 2)
+    scheduler = Scheduler("t", pool)
+    release, entered = threading.Event(), threading.Event()
+
+    class Stuck:
+        name = "stuck"
+        health = Health("myinvois", "slow", "test")
+
+        def tick(self, now: float) -> float:
+            entered.set()
+            release.wait(30)
+            return 3600.0
+
+    others = [Scripted(f"o{n}", [0.01] * 20) for n in range(5)]
+    scheduler.add(Stuck())
+    for other in others:
+        scheduler.add(other)
+    scheduler.start()
+    try:
+        wait_for(entered.is_set, 10, "the stuck tick")
+        wait_for(lambda: all(o.ticks == 21 for o in others), 30, "the others' ticks")
+    finally:
+        release.set()
+        assert scheduler.stop(10)
+        pool.close()
