@@ -68,3 +68,39 @@ def test_a_changed_account_restarts_on_its_spool_and_the_others_carry_on(
             runtime.signals.count += 1
             thread.join(30)
     assert result == [0]
+
+
+def test_a_removed_account_hands_its_lease_over_and_the_others_keep_theirs(
+    tmp_path: Path, redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
+    """leases = true: removing es by reload releases its lease key at once; pl keeps its own."""
+    from daemon.sink.lease import lease_key
+
+    clients = [DocPlannerClient(f"{n}-id", f"{n}-secret-value") for n in ("pl", "es")]
+    with DocPlannerSandbox(clients=clients) as dp:
+        path = tmp_path / "drainer.toml"
+
+        def configure(names: list[str]) -> None:
+            write_config(path, redis_server.url, docplanner=[dp_account(n, dp) for n in names])
+            path.write_text(path.read_text().replace("[spool]", "leases = true\n[spool]", 1))
+
+        configure(["pl", "es"])
+        runtime = Runtime(
+            build(load_settings(path, {})), Notifier(None), load=lambda: load_settings(path, {})
+        )
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(runtime.run()), daemon=True)
+        thread.start()
+        keys = {n: lease_key(STREAM, "docplanner", n) for n in ("pl", "es")}
+        try:
+            wait_for(lambda: all(redis_client.exists(k) for k in keys.values()), 30, "leases")
+            configure(["pl"])
+            runtime.signals.reloads += 1
+            wait_for(lambda: not redis_client.exists(keys["es"]), 30, "es's lease released")
+            wait_for(lambda: ("docplanner", "es") not in runtime.parts.accounts, 30, "es gone")
+            assert redis_client.exists(keys["pl"]) and "docplanner:es" not in runtime.parts.leases
+            assert runtime.parts.leases["docplanner:pl"].held
+        finally:
+            runtime.signals.count += 1
+            thread.join(30)
+    assert result == [0]
