@@ -69,3 +69,11 @@ def test_the_unit_reloads_with_sighup() -> None:
     """`systemctl reload` sends SIGHUP to the daemon (the unit's ExecReload)."""
     unit = (ROOT / "deploy" / "systemd" / "notification-drainer.service").read_text()
     assert "\nExecReload=/bin/kill -HUP $MAINPID\n" in unit
+
+
+def test_runtime_pool_sizes_can_be_set_from_the_environment(tmp_path: Path) -> None:
+    """DRAINER_RUNTIME__PUBLISHERS overrides the file, like every other section."""
+    path = tmp_path / "drainer.toml"
+    path.write_text("[runtime]\nworkers = 4\n")
+    settings: Any = load_settings(path, {"DRAINER_RUNTIME__PUBLISHERS": "3"})
+    assert (settings.runtime.workers, settings.runtime.publishers) == (4, 3)
