@@ -78,10 +78,14 @@ class Reloader:
 
     def poll(self, reloads: int) -> None:
         """From the main loop: reload once per new SIGHUP, then advance retiring accounts."""
-        if reloads != self._seen:
-            self._seen = reloads
-            self.reload()
-        self.step()
+        try:
+            if reloads != self._seen:
+                self._seen = reloads
+                self.reload()
+            self.step()
+        except Exception:  # a bug here must not take the running accounts down
+            log.exception("config.reload_crashed")
+            self.parts.metrics.config_reload_failures.inc()
 
     def reload(self) -> bool:
         """Re-read the config and apply its accounts; False (and counted) when it is refused."""

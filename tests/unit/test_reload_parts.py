@@ -77,3 +77,23 @@ def test_runtime_pool_sizes_can_be_set_from_the_environment(tmp_path: Path) -> N
     path.write_text("[runtime]\nworkers = 4\n")
     settings: Any = load_settings(path, {"DRAINER_RUNTIME__PUBLISHERS": "3"})
     assert (settings.runtime.workers, settings.runtime.publishers) == (4, 3)
+
+
+def test_a_reload_that_crashes_is_counted_and_the_main_loop_carries_on() -> None:
+    """An unexpected error while reloading is logged and counted, never raised into run()."""
+    from prometheus_client import CollectorRegistry
+
+    from daemon.metrics import Metrics
+    from daemon.runtime.reload import Reloader
+
+    registry = CollectorRegistry()
+
+    class Broken:
+        parts = cast(Any, type("P", (), {"metrics": Metrics(registry)})())
+
+    def load() -> Any:
+        raise RuntimeError("bug")
+
+    reloader = Reloader(cast(Any, Broken()), load)
+    reloader.poll(1)
+    assert registry.get_sample_value("drainer_config_reload_failures_total") == 1
