@@ -84,13 +84,18 @@ def _run_locked(args: argparse.Namespace, settings: Settings, unclean_exits: int
         )
     if policy is not None:
         structlog.get_logger("daemon").warning("redis.eviction_allowed", policy=policy)
+    path, environ = config_path(args.config, os.environ), dict(os.environ)
     try:
-        runtime = Runtime(parts, Notifier(os.environ.get("NOTIFY_SOCKET")))
+        runtime = Runtime(
+            parts,
+            Notifier(os.environ.get("NOTIFY_SOCKET")),
+            load=lambda: load_settings(path, environ),  # SIGHUP: the same file and environment
+        )
     except OSError as exc:  # the listener could not bind: one line, not a traceback
         raise DrainerError(
             f"cannot listen on server.listen {settings.server.listen}: {exc.strerror or exc}"
         ) from None
-    with capture_signals(runtime.signals, exit_on_second=True):
+    with capture_signals(runtime.signals, exit_on_second=True, reload=True):
         return runtime.run()
 
 
@@ -124,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daemon in the foreground",
         description="Run the daemon in the foreground (systemd Type=notify). SIGTERM/SIGINT: "
         "stop pulling, publish what is spooled, exit 0 within 20 s; a second signal exits "
-        "at once. Logs go to stdout in the [log] format (json by default, or console).",
+        "at once. SIGHUP: re-read the config and start, restart or retire accounts. Logs go "
+        "to stdout in the [log] format (json by default, or console).",
     )
     _config_arg(run)
     run.set_defaults(func=cmd_run)

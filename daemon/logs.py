@@ -52,6 +52,12 @@ class SecretScrubber:
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
+    def add(self, secrets: Iterable[str]) -> None:
+        """Scrub these too (a reload's new accounts); the list is replaced, never changed."""
+        self._secrets = sorted(
+            {*self._secrets, *(s for s in secrets if len(s) >= 4)}, key=len, reverse=True
+        )
+
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
@@ -80,6 +86,16 @@ class SecretScrubber:
         return event
 
 
+_CONFIGURED: dict[str, SecretScrubber] = {}  # the scrubber of the last configure_logging
+
+
+def scrub_also(secrets: Iterable[str]) -> None:
+    """Add secrets to the configured scrubber (a reload brought new accounts)."""
+    scrubber = _CONFIGURED.get("scrubber")
+    if scrubber is not None:
+        scrubber.add(secrets)
+
+
 def configure_logging(
     level: str = "info",
     fmt: str | None = None,
@@ -92,6 +108,7 @@ def configure_logging(
     ``journal=True`` (stdout is journald's stream) prefixes each line with its priority.
     """
     stream = stream or sys.stdout
+    scrubber = _CONFIGURED["scrubber"] = SecretScrubber(secrets)
     if fmt is None:
         fmt = "console" if stream.isatty() else "json"
     renderer: Any = (
@@ -105,7 +122,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            SecretScrubber(secrets),
+            scrubber,
             renderer,
             *([syslog_prefix] if journal else []),
         ],

@@ -211,6 +211,16 @@ class Metrics:
             ("stream",),
             registry=registry,
         )
+        self.config_reload_failures = Counter(
+            "drainer_config_reload_failures_total",
+            "SIGHUP reloads whose config failed validation; the running config stayed.",
+            registry=registry,
+        )
+        self.config_last_reload_success = Gauge(
+            "drainer_config_last_reload_success_timestamp_seconds",
+            "Unix time the running config was loaded: at start, then at each good reload.",
+            registry=registry,
+        )
         for source, account in accounts:
             self.add_account(source, account)
 

@@ -1,9 +1,9 @@
 """Spool -> sink: publishes one account's spooled records to Redis, in order.
 
 The one path to Redis for every source: DocPlanner pulls and pushes, and MyInvois windows.
-Runs in its own thread beside the account's intake worker, so publishing batch N overlaps
-the pull of batch N+1 while the per-account order stays the spool's order. A record is
-marked published only after Redis accepted all of it (and, for a MyInvois window, after
+Runs on the publishers' pool beside the account's intake worker, so publishing batch N
+overlaps the pull of batch N+1 while the per-account order stays the spool's order. A record
+is marked published only after Redis accepted all of it (and, for a MyInvois window, after
 the account's watermark was advanced to the one the record carries) and, as
 ``[redis] durability`` asks, the replicas (or the AOF) acknowledged the writes: the
 watermark is written only after the window's entries are durable, and waited for too. Redis
@@ -22,7 +22,6 @@ operator sends them back with ``drainer deadletter redrive`` once the cause is f
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,13 +33,13 @@ from daemon.errors import DurabilityError, InvariantError, RedisCommandError, Si
 from daemon.metrics import Metrics
 from daemon.sink import RedisSink, WatermarkUpdate
 from daemon.spool import RawBatch, Record, SpoolLog
-from daemon.worker import Backoff, Health
+from daemon.worker import Backoff, Health, Wake
 
 log = structlog.get_logger("daemon.publisher")
 
 Expand = Callable[[RawBatch], list[StreamEntry]]
 
-IDLE_WAIT = 1.0
+IDLE_WAIT = 30.0  # a safety net only: every source rings publisher.wake when it spools
 MAX_EVENTS_PER_CALL = 1000
 DURABILITY_GRACE = 30.0  # unacknowledged writes this long make /readyz name the publisher
 SET_ASIDE_AFTER = 3  # failed attempts of one record (Redis not away) before it is set aside
@@ -79,7 +78,7 @@ class Publisher:
         self.duplicates = 0
         self._expanded: dict[int, list[StreamEntry]] = {}
         self.health = Health(source, account, "publisher")
-        self.wake = threading.Event()
+        self.wake = Wake()  # rung by the account's sources when they spool
         self._backoff = Backoff(base=0.25, cap=10.0)
         self._refused = Backoff(base=5.0, cap=60.0)  # RedisCommandError: slow, loud retries
         self._labels = {"source": source, "account": account}

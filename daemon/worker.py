@@ -1,22 +1,19 @@
 """What every worker shares: the ``Worker`` protocol, health bookkeeping and backoff.
 
 A worker is one ``tick(now)`` per cycle returning how long to wait before the next one;
-:func:`drive` runs ticks in a thread until the stop flag is set. Tests call ``tick``
-directly with a fake clock.
+``daemon.runtime.scheduler`` runs the ticks of every worker on a bounded pool. Tests call
+``tick`` directly with a fake clock.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
-
-from daemon.errors import InvariantError
 
 log = structlog.get_logger("daemon.worker")
 
@@ -136,44 +133,21 @@ def refused_backoff() -> Backoff:
     return Backoff(base=5.0, cap=REFUSED_CAP)
 
 
-def drive(
-    worker: Worker,
-    stop: threading.Event,
-    wake: threading.Event | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    slice_seconds: float = 0.5,
-    on_fatal: Callable[[InvariantError], None] | None = None,
-) -> None:
-    """Run ``worker.tick`` until ``stop`` is set; waits in short slices (or until woken).
+class Wake:
+    """A worker's doorbell: :meth:`set` asks whoever schedules it to tick it at once.
 
-    An unexpected exception in one tick is logged with its traceback and the worker
-    carries on after a pause: a bad iteration never kills the account's thread. A broken
-    invariant (:class:`InvariantError`) ends the worker and is handed to ``on_fatal``, so
-    the process can exit non-zero and systemd restarts it.
+    Sources call it when they spool (``on_spooled=publisher.wake.set``); the runtime's
+    scheduler :meth:`connect` s to it. Unconnected (a test, ``drainer backfill``) it does
+    nothing. Thread-safe: it only reads one attribute and calls it.
     """
-    pause = Backoff(base=1.0, cap=30.0)
-    while not stop.is_set():
-        try:
-            delay = worker.tick(clock())
-            pause.reset()
-        except InvariantError as exc:
-            log.exception("worker.invariant_broken", worker=worker.name)
-            worker.health.failed(f"broken invariant: {exc}", clock())
-            if on_fatal is not None:
-                on_fatal(exc)
-            return
-        except Exception as exc:  # the thread must survive a bad iteration
-            log.exception("worker.tick_crashed", worker=worker.name)
-            worker.health.failed(f"internal error: {type(exc).__name__}", clock())
-            delay = pause.next()
-        deadline = clock() + max(0.0, delay)
-        while not stop.is_set():
-            remaining = deadline - clock()
-            if remaining <= 0:
-                break
-            if wake is not None:
-                if wake.wait(min(slice_seconds, remaining)):
-                    wake.clear()
-                    break
-            else:
-                stop.wait(min(slice_seconds, remaining))
+
+    def __init__(self) -> None:
+        self._target: Callable[[], None] | None = None
+
+    def connect(self, target: Callable[[], None] | None) -> None:
+        self._target = target
+
+    def set(self) -> None:
+        target = self._target
+        if target is not None:
+            target()

@@ -1,30 +1,38 @@
-"""Threads, signals and the shutdown order of ``drainer run``.
+"""The threads, signals and shutdown order of ``drainer run``.
 
-Start: open every spool (its pending records are published first), start the publishers,
-the HTTP server, then the intake workers (pullers, pollers, release schedulers); READY=1.
-The main loop pings the systemd watchdog and watches the stop flag, which only the
-signal handlers set. Stop, in this order: STOPPING=1 -> stop intake (pullers finish and
-spool their in-flight batch; push answers 503) -> publish what is spooled -> close the
-HTTP server last. A second signal forces an immediate exit.
+Two schedulers (``daemon.runtime.scheduler``) run every worker's ticks on fixed pools:
+intake (pullers, pollers, release schedulers, retention; ``[runtime] workers``) and
+publishers (``[runtime] publishers``), so publishing never waits behind intake and the
+thread count does not grow with the number of accounts. Start: open every spool (its
+pending records are published first), start the publishers, the HTTP server, then
+intake; READY=1. The main loop pings the systemd watchdog, watches the stop flag (which
+only the signal handlers set) and, on SIGHUP, reloads the accounts
+(``daemon.runtime.reload``). Stop, in this order: STOPPING=1 -> stop intake (pullers
+finish and spool their in-flight batch; push answers 503) -> publish what is spooled ->
+close the HTTP server last. A second signal forces an immediate exit.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
-import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
+from daemon.runtime.parts import Account, Parts
+from daemon.runtime.reload import Reloader
+from daemon.runtime.scheduler import Scheduler, ThreadPool
 from daemon.runtime.signals import SignalFlag
 from daemon.runtime.systemd import Notifier
-from daemon.runtime.wiring import Parts, detect_durability
+from daemon.runtime.wiring import detect_durability
 from daemon.server.listener import HttpFront
+from daemon.settings import Settings
 from daemon.sink import lease
-from daemon.worker import Worker, drive
+from daemon.worker import Worker
 
 log = structlog.get_logger("daemon.runtime.run")
 
@@ -41,21 +49,26 @@ GC_THRESHOLDS = (10_000, 20, 20)  # Python's default is (700, 10, 10)
 
 
 class Runtime:
-    """Owns the threads of ``drainer run``."""
+    """Owns the schedulers, pools and HTTP server of ``drainer run``."""
 
-    def __init__(self, parts: Parts, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        parts: Parts,
+        notifier: Notifier,
+        load: Callable[[], Settings] | None = None,
+    ) -> None:
         self.parts = parts
         self.notifier = notifier
         self.signals = SignalFlag()  # counted by the signal handlers (see daemon.runtime.signals)
-        self.fatal: InvariantError | None = None  # set by a worker thread; read by run()
-        self.stop_requested = threading.Event()
-        self.intake_stop = threading.Event()
-        self.publish_stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._publisher_threads: list[threading.Thread] = []
+        self.fatal: InvariantError | None = None  # set by a pool thread; read by run()
+        self.stopping = False
         self._last_loop = time.monotonic()
         parts.metrics.ready.set_function(lambda: float(self.readiness()[0]))
         settings = parts.settings
+        self._pools: list[ThreadPool] = []
+        self.intake = self._scheduler("intake", settings.runtime.workers)
+        self.publishing = self._scheduler("publish", settings.runtime.publishers)
+        self.reloader = Reloader(self, load)
         self.server = HttpFront(
             settings.server,
             parts.registry,
@@ -65,6 +78,11 @@ class Runtime:
             accounts=settings.docplanner,
         )
         detect_durability(parts.sink)  # once the listeners are bound: a busy port is one line
+
+    def _scheduler(self, name: str, size: int) -> Scheduler:
+        pool = ThreadPool(name, size)
+        self._pools.append(pool)
+        return Scheduler(name, pool, self.parts.clock, on_fatal=self._on_fatal)
 
     # --- health --------------------------------------------------------------------------
 
@@ -84,28 +102,29 @@ class Runtime:
                 reasons[worker.name] = health.last_error or "failing"
             if health.detail.get("not_ready"):
                 reasons[worker.name] = str(health.detail["not_ready"])
-        if self.stop_requested.is_set():
+        if self.stopping:
             reasons["shutdown"] = "stopping"
         detail: dict[str, Any] = {"not_ready": reasons} if reasons else {}
         if self.parts.settings.redis.leases:
             detail["leases"] = lease.holders(self.parts.leases)
         return (not reasons, detail)
 
-    # --- lifecycle -----------------------------------------------------------------------
+    # --- accounts (start and reload) -----------------------------------------------------
 
-    def _spawn(self, worker: Worker, stop: threading.Event, wake: threading.Event | None) -> None:
-        thread = threading.Thread(
-            target=drive,
-            args=(worker, stop, wake, self.parts.clock),
-            kwargs={"on_fatal": self._on_fatal},
-            name=worker.name,
-            daemon=True,
-        )
-        thread.start()
-        (self._publisher_threads if stop is self.publish_stop else self._threads).append(thread)
+    def start_account(self, account: Account) -> None:
+        """Count ``account`` in and schedule its publisher (when new) and its intake."""
+        new_publisher = account.publisher not in self.parts.publishers
+        self.parts.metrics.add_account(*account.key)
+        self.parts.attach(account)
+        if new_publisher:
+            self.publishing.add(account.publisher, wake=account.publisher.wake)
+        for worker in account.intake:
+            self.intake.add(worker)
 
     def _on_fatal(self, exc: InvariantError) -> None:
         self.fatal = exc  # a plain assignment: the main loop notices within MAIN_SLICE
+
+    # --- lifecycle -----------------------------------------------------------------------
 
     def run(self) -> int:
         parts = self.parts
@@ -119,11 +138,14 @@ class Runtime:
         gc.set_threshold(*GC_THRESHOLDS)
         parts.metrics.up.set(1)
         for publisher in parts.publishers:
-            self._spawn(publisher, self.publish_stop, publisher.wake)
+            self.publishing.add(publisher, wake=publisher.wake)
+        self.publishing.start()
         self.server.start()
         parts.accepting.set()
         for worker in parts.intake:
-            self._spawn(worker, self.intake_stop, None)
+            self.intake.add(worker)
+        self.intake.start()
+        self.reloader.started()
         self.notifier.notify("READY=1")
         log.info(
             "runtime.started",
@@ -131,15 +153,18 @@ class Runtime:
             push_port=self.server.push_port,
             docplanner=[a.name for a in parts.settings.docplanner],
             myinvois=[a.name for a in parts.settings.myinvois],
+            intake_pool=parts.settings.runtime.workers,
+            publisher_pool=parts.settings.runtime.publishers,
         )
         last_watchdog = 0.0
-        while not self.stop_requested.is_set() and not self.signals.count and not self.fatal:
+        while not self.signals.count and not self.fatal:
             self._last_loop = time.monotonic()
             if self._last_loop - last_watchdog >= WATCHDOG_EVERY:
                 self.notifier.notify("WATCHDOG=1")
                 last_watchdog = self._last_loop
+            self.reloader.poll(self.signals.reloads)
             self.signals.sleep(MAIN_SLICE)
-        self.stop_requested.set()
+        self.stopping = True
         return self.shutdown()
 
     def shutdown(self) -> int:
@@ -147,22 +172,17 @@ class Runtime:
         self.notifier.notify("STOPPING=1")
         log.info("runtime.stopping")
         self.parts.accepting.clear()
-        self.intake_stop.set()
-        for thread in self._threads:
-            thread.join(timeout=max(0.1, started + INTAKE_JOIN - time.monotonic()))
+        self.intake.stop(INTAKE_JOIN)
         # The other node takes over at once instead of waiting for the TTL.
         lease.release_all(self.parts.leases)
-        self.publish_stop.set()
+        self.reloader.close()
         deadline = started + STOP_BUDGET - 2.0
-        threads = dict(zip(self.parts.publishers, self._publisher_threads, strict=False))
-        for thread in self._publisher_threads:
-            # A publish call may be blocked up to the Redis socket timeout: let it finish,
-            # so that drain() below never ticks a publisher its own thread is still ticking.
-            thread.join(timeout=max(0.1, deadline - 1.0 - time.monotonic()))
+        # A publish call may be blocked up to the Redis socket timeout: let it finish, so
+        # that drain() below never ticks a publisher a pool thread is still ticking.
+        self.publishing.stop(max(0.1, deadline - 1.0 - time.monotonic()))
         left = 0
         for publisher in self.parts.publishers:
-            busy = threads.get(publisher)
-            if busy is not None and busy.is_alive():
+            if self.publishing.busy(publisher):
                 log.warning("publisher.still_busy", worker=publisher.name)
                 left += publisher.spool.pending_events
                 continue
@@ -179,6 +199,8 @@ class Runtime:
         for client in self.parts.clients:
             client.close()
         self.parts.redis.close()
+        for pool in self._pools:
+            pool.close()
         log.info(
             "runtime.stopped",
             seconds=round(time.monotonic() - started, 3),

@@ -5,6 +5,8 @@ Per DocPlanner account: a spool, a publisher (spool -> sink), an API client, a p
 Per MyInvois account: a spool, a publisher that also advances the watermark, an API
 client and a poller. Then, as configured: leases around the intake workers, and a
 retention worker. Nothing is loaded by name: a missing module is an ImportError at start.
+Each account's parts are one :class:`Account`, so a reload (``daemon.runtime.reload``)
+can open, restart (same spool and publisher, new intake) or retire one alone.
 
 Every source hands its batches to its spool; only publishers (through the sink) and the
 sink's lease and retention workers talk to Redis.
@@ -12,10 +14,7 @@ sink's lease and retention workers talk to Redis.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -25,12 +24,11 @@ from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.metrics_groups import ConsumerGroupCollector
 from daemon.metrics_process import register_process_metrics
 from daemon.publisher import Publisher
+from daemon.runtime.parts import Account, Parts
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
-from daemon.sink.connect import RedisClient
 from daemon.sink.durability import refresh_replication
 from daemon.sink.health import ProbeAgeCollector, RedisProbe
-from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
@@ -42,30 +40,8 @@ from daemon.sources.http import UpstreamClient
 from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
 from daemon.sources.myinvois.window import WatermarkCursor
 from daemon.spool import SpoolBudget, SpoolLog
-from daemon.worker import Worker
 
 log = structlog.get_logger("daemon.runtime.wiring")
-
-
-@dataclass
-class Parts:
-    """Everything the threads of one process share; built once by :func:`build`."""
-
-    settings: Settings
-    metrics: Metrics
-    registry: CollectorRegistry
-    redis: RedisClient
-    sink: RedisSink
-    spool_budget: SpoolBudget
-    probe: RedisProbe  # Redis health and figures, read off the request path
-    clock: Callable[[], float] = time.monotonic
-    wall_clock: Callable[[], float] = time.time
-    publishers: list[Publisher] = field(default_factory=list)
-    push: dict[str, PushReceiver] = field(default_factory=dict)
-    intake: list[Worker] = field(default_factory=list)
-    clients: list[UpstreamClient] = field(default_factory=list)
-    leases: dict[str, Lease] = field(default_factory=dict)
-    accepting: threading.Event = field(default_factory=threading.Event)
 
 
 def detect_durability(sink: RedisSink) -> None:
@@ -109,22 +85,18 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
         metrics.trimmed_unread.labels(stream=stream)
     budget = SpoolBudget(settings.spool.max_bytes)
     parts = Parts(settings, metrics, registry, client, sink, budget, probe)
-    for account in settings.docplanner:
-        _add_docplanner(parts, account)
-    for invois in settings.myinvois:
-        _add_myinvois(parts, invois)
     if settings.redis.leases:  # intake works only while holding its account's lease
-        parts.intake, parts.leases = lease.wrap(
-            parts.intake,
-            client,
-            {"docplanner": streams.docplanner, "myinvois": streams.myinvois},
-            settings.redis.lease_ttl,
-            registry,
-            parts.clock,
-        )
-    parts.intake.append(probe)  # a worker like the others; /readyz and /metrics read its cache
+        parts.lease_token, parts.lease_gauge = lease.identity(), lease.lease_gauge(registry)
+        log.info("lease.enabled", identity=parts.lease_token, ttl=settings.redis.lease_ttl)
+    for dp in settings.docplanner:
+        parts.attach(open_account(parts, dp))
+    for mi in settings.myinvois:
+        parts.attach(open_account(parts, mi))
+    # The probe is a worker like the others; /readyz and /metrics read its cache.
+    parts.intake = [*parts.intake, probe]
     if settings.redis.retention != "maxlen":
-        parts.intake.append(
+        parts.intake = [
+            *parts.intake,
             RetentionWorker(
                 client,
                 [streams.docplanner, streams.myinvois, streams.deadletter],
@@ -133,9 +105,32 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
                 wall_clock=parts.wall_clock,
                 maxlen=settings.redis.stream_maxlen,
                 on_trimmed_unread=lambda stream, n: metrics.trimmed_unread.labels(stream).inc(n),
-            )
-        )
+            ),
+        ]
     return parts
+
+
+def open_account(
+    parts: Parts, settings: DocPlannerAccount | MyInvoisAccount, keep: Account | None = None
+) -> Account:
+    """Build one account's parts; ``keep`` (a restart) lends its spool and publisher."""
+    if isinstance(settings, DocPlannerAccount):
+        account = _docplanner(parts, settings, keep)
+    else:
+        account = _myinvois(parts, settings, keep)
+    if parts.lease_token is not None:
+        streams = parts.settings.streams
+        account.intake, account.leases = lease.wrap(
+            account.intake,
+            parts.redis,
+            {"docplanner": streams.docplanner, "myinvois": streams.myinvois},
+            parts.settings.redis.lease_ttl,
+            parts.registry,
+            parts.clock,
+            token=parts.lease_token,
+            gauge=parts.lease_gauge,
+        )
+    return account
 
 
 def _spool_and_publisher(
@@ -158,28 +153,31 @@ def _spool_and_publisher(
         watermark_stream=watermark_stream,
         count_deadletters=watermark_stream is not None,
     )
-    parts.publishers.append(publisher)
     if spool.pending_events:
         log.info("spool.replay", source=source, account=name, pending_events=spool.pending_events)
     return spool, publisher
 
 
-def _add_docplanner(parts: Parts, account: DocPlannerAccount) -> None:
+def _docplanner(parts: Parts, account: DocPlannerAccount, keep: Account | None) -> Account:
     streams = parts.settings.streams
-    expand = PullExpander(
-        account.name, streams.docplanner, streams.deadletter, parts.metrics, parts.wall_clock
-    )
-    spool, publisher = _spool_and_publisher(parts, "docplanner", account.name, expand=expand)
+    if keep is None:
+        expand = PullExpander(
+            account.name, streams.docplanner, streams.deadletter, parts.metrics, parts.wall_clock
+        )
+        spool, publisher = _spool_and_publisher(parts, "docplanner", account.name, expand=expand)
+    else:
+        spool, publisher = keep.spool, keep.publisher
+    result = Account("docplanner", account, spool, publisher)
     budget = SlidingWindowBudget(account.requests_per_hour, 3600.0)
     # The GET budget governs only the pulls (see UpstreamClient): a release 429 waits for
     # release alone.
     http = UpstreamClient(
         "docplanner", account.name, parts.metrics, budget, parts.clock, budgeted={"notifications"}
     )
-    parts.clients.append(http)
+    result.clients.append(http)
     api = DocPlannerApi(account, http)
     if account.pulls:
-        parts.intake.append(
+        result.intake.append(
             DocPlannerPuller(
                 account,
                 api,
@@ -195,7 +193,7 @@ def _add_docplanner(parts: Parts, account: DocPlannerAccount) -> None:
         )
     if account.pushes:
         assert account.push_token is not None, "settings require push_token for push"
-        parts.push[account.name] = PushReceiver(
+        result.push = PushReceiver(
             account.name,
             account.push_token.get_secret_value(),
             spool,
@@ -206,19 +204,24 @@ def _add_docplanner(parts: Parts, account: DocPlannerAccount) -> None:
             on_spooled=publisher.wake.set,
             wall_clock=parts.wall_clock,
         )
-        parts.intake.append(ReleaseScheduler(account, api, parts.metrics, parts.wall_clock))
+        result.intake.append(ReleaseScheduler(account, api, parts.metrics, parts.wall_clock))
         log.info("docplanner.push_enabled", account=account.name, mode=account.mode)
+    return result
 
 
-def _add_myinvois(parts: Parts, account: MyInvoisAccount) -> None:
+def _myinvois(parts: Parts, account: MyInvoisAccount, keep: Account | None) -> Account:
     streams = parts.settings.streams
-    spool, publisher = _spool_and_publisher(
-        parts, "myinvois", account.name, watermark_stream=streams.myinvois
-    )
+    if keep is None:
+        spool, publisher = _spool_and_publisher(
+            parts, "myinvois", account.name, watermark_stream=streams.myinvois
+        )
+    else:
+        spool, publisher = keep.spool, keep.publisher
+    result = Account("myinvois", account, spool, publisher)
     api = build_api(account, parts.metrics, parts.clock, parts.wall_clock)
-    parts.clients.append(api.http)
+    result.clients.append(api.http)
     cursor = WatermarkCursor(account, publisher.read_watermark, parts.metrics, parts.wall_clock)
-    parts.intake.append(
+    result.intake.append(
         MyInvoisPoller(
             account,
             api,
@@ -231,3 +234,4 @@ def _add_myinvois(parts: Parts, account: MyInvoisAccount) -> None:
             on_spooled=publisher.wake.set,
         )
     )
+    return result

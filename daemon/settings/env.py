@@ -26,7 +26,7 @@ from typing import Any
 from daemon.errors import ConfigError
 
 PREFIX = "DRAINER_"
-SECTIONS = ("redis", "streams", "spool", "server", "log")
+SECTIONS = ("redis", "streams", "spool", "server", "runtime", "log")
 ACCOUNT_KINDS = ("docplanner", "myinvois")
 
 Loc = tuple[str | int, ...]

@@ -292,6 +292,14 @@ class ServerSettings(_Section):
         return host.strip("[]"), int(port)
 
 
+class RuntimeSettings(_Section):
+    """The fixed pools that run every worker's ticks (README "Runtime"): threads do not grow
+    with the number of accounts."""
+
+    workers: int = Field(default=16, ge=1, le=64)  # intake: pullers, pollers, release, leases
+    publishers: int = Field(default=8, ge=1, le=64)  # spool -> Redis, a pool of their own
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -413,6 +421,7 @@ class Settings(BaseSettings):
     streams: StreamSettings = StreamSettings()
     spool: SpoolSettings = SpoolSettings()
     server: ServerSettings = ServerSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     log: LogSettings = LogSettings()
     docplanner: list[DocPlannerAccount] = []
     myinvois: list[MyInvoisAccount] = []

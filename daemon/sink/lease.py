@@ -206,6 +206,16 @@ class LeasedWorker:
         return max(0.0, min(self._due, self.lease.next_attempt) - now)
 
 
+def lease_gauge(registry: CollectorRegistry) -> Gauge:
+    """``drainer_lease_held``: register it once per registry, then hand it to :func:`wrap`."""
+    return Gauge(
+        "drainer_lease_held",
+        "1 while this process holds the account's lease (leases = true), else 0.",
+        ("source", "account"),
+        registry=registry,
+    )
+
+
 def wrap(
     intake: Sequence[Worker],
     client: RedisClient,
@@ -213,18 +223,18 @@ def wrap(
     ttl: float,
     registry: CollectorRegistry,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    token: str | None = None,
+    gauge: Gauge | None = None,
 ) -> tuple[list[Worker], dict[str, Lease]]:
     """Wrap every intake worker of a source in ``streams`` in its account's lease.
 
-    Returns the wrapped workers and the leases by ``source:account``.
+    Returns the wrapped workers and the leases by ``source:account``. Accounts added later
+    (a reload) pass this process's ``token`` and the ``gauge`` of the first call.
     """
-    gauge = Gauge(
-        "drainer_lease_held",
-        "1 while this process holds the account's lease (leases = true), else 0.",
-        ("source", "account"),
-        registry=registry,
-    )
-    token = identity()
+    first = token is None
+    gauge = gauge or lease_gauge(registry)
+    token = token or identity()
     leases: dict[str, Lease] = {}
     wrapped: list[Worker] = []
     for worker in intake:
@@ -247,7 +257,8 @@ def wrap(
             )
             leases[name] = lease
         wrapped.append(LeasedWorker(worker, lease, clock))
-    log.info("lease.enabled", identity=token, ttl=ttl)
+    if first:
+        log.info("lease.enabled", identity=token, ttl=ttl)
     return wrapped, leases
 
 

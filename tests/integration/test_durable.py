@@ -22,12 +22,13 @@ from daemon.envelope import StreamEntry
 from daemon.errors import DurabilityError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
+from daemon.runtime.scheduler import Scheduler, ThreadPool
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, connect, related_key
 from daemon.sink.durability import NO_WAIT, NodeFacts, Policy, Topology, Wait, resolve
 from daemon.sink.failures import is_transient
 from daemon.spool import SpoolBudget, SpoolLog
-from daemon.worker import Backoff, drive
+from daemon.worker import Backoff
 from tests.helpers import assert_redis_config_error, online_replicas, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
@@ -323,7 +324,8 @@ def test_failover_with_a_stalled_replica_loses_nothing_the_spool_released(
     )
     sentinel = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"])
     probe = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
-    stop = threading.Event()
+    pool = ThreadPool("publish", 1)
+    scheduler = Scheduler("publish", pool)
     try:
         wait_for(lambda: online_replicas(master.port) == 1, 10, "replica online")
         wait_for(lambda: _sentinel_sees(probe, replica.port), 15, "sentinel sees the replica")
@@ -336,8 +338,8 @@ def test_failover_with_a_stalled_replica_loses_nothing_the_spool_released(
         for start in range(0, total, 10):
             spool.append([entry(n, payload) for n in range(start, start + 10)])
         publisher, metrics = publisher_for(sink, spool)
-        worker = threading.Thread(target=drive, args=(publisher, stop, None), daemon=True)
-        worker.start()
+        scheduler.add(publisher)
+        scheduler.start()
         wait_for(lambda: spool.pending_events <= total * 2 // 3, 20, "a third released")
         sleeper = redis.Redis(port=replica.port, socket_timeout=30)
         threading.Thread(target=sleeper.execute_command, args=("DEBUG", "SLEEP", 5)).start()
@@ -347,12 +349,12 @@ def test_failover_with_a_stalled_replica_loses_nothing_the_spool_released(
         master.extra = (*DEBUG, "--replicaof", "127.0.0.1", str(replica.port))
         master.start()  # the old master comes back as a replica, so WAIT 1 can succeed
         wait_for(lambda: spool.pending_records == 0, 30, "the spool drains")
-        stop.set()
-        worker.join(10)
+        scheduler.stop(10)
         sleeper.close()
         assert ids_on(replica.port) == Counter({f"e-{n}": 1 for n in range(total)})
     finally:
-        stop.set()
+        scheduler.stop(10)
+        pool.close()
         probe.close()
         sentinel.kill()
         sentinel.wait(10)
@@ -439,7 +441,8 @@ def test_failover_to_a_master_without_replicas_publishes_everything_once(
     )
     sentinel = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"])
     probe = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
-    stop = threading.Event()
+    pool = ThreadPool("publish", 1)
+    scheduler = Scheduler("publish", pool)
     timers: list[threading.Timer] = []
     try:
         wait_for(lambda: online_replicas(master.port) == 1, 10, "replica online")
@@ -453,8 +456,8 @@ def test_failover_to_a_master_without_replicas_publishes_everything_once(
         for start in range(0, total, 10):
             spool.append([entry(n, payload) for n in range(start, start + 10)])
         publisher, metrics = publisher_for(sink, spool)
-        worker = threading.Thread(target=drive, args=(publisher, stop, None), daemon=True)
-        worker.start()
+        scheduler.add(publisher)
+        scheduler.start()
         wait_for(lambda: spool.pending_events <= total * 2 // 3, 30, "a third released")
         # The fault schedule: the replica stalls 4 s; the master dies 2 s into the stall.
         os.kill(_pid(replica), signal.SIGSTOP)
@@ -467,13 +470,13 @@ def test_failover_to_a_master_without_replicas_publishes_everything_once(
         wait_for(lambda: _master_port(probe) == replica.port, 30, "sentinel promotes")
         wait_for(lambda: spool.pending_records == 0, 60, "the spool drains with no replica")
         assert not master.running, "the old master never came back"
-        stop.set()
-        worker.join(10)
+        scheduler.stop(10)
         assert online_replicas(replica.port) == 0
         assert timeouts(metrics) >= 1  # the stalled, still connected replica was waited for
         assert ids_on(replica.port) == Counter({f"e-{n}": 1 for n in range(total)})
     finally:
-        stop.set()
+        scheduler.stop(10)
+        pool.close()
         for timer in timers:
             timer.join(10)
         _resume(replica)
