@@ -21,7 +21,7 @@ from daemon.commands.demo.localredis import LocalRedis, find_redis_server, free_
 from daemon.envelope import StreamEntry
 from daemon.errors import DurabilityError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
-from daemon.publisher import Publisher
+from daemon.publisher import IDLE_WAIT, Publisher
 from daemon.runtime.scheduler import Scheduler, ThreadPool
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, connect, related_key
@@ -202,7 +202,7 @@ def test_a_replica_wait_that_times_out_keeps_records_spooled_until_acknowledged(
         assert "0/1" in str(publisher.health.detail["not_ready"])  # persisting: named in /readyz
     finally:
         os.kill(_pid(replica), signal.SIGCONT)
-    wait_for(lambda: publisher.tick(101.0) == 1.0, 20, "the record is released")
+    wait_for(lambda: publisher.tick(101.0) == IDLE_WAIT, 20, "the record is released")
     assert spool.pending_records == 0 and "not_ready" not in publisher.health.detail
     assert ids_on(master.port) == Counter({f"e-{n}": 1 for n in range(50)})
 
@@ -260,7 +260,7 @@ def test_wrongtype_on_the_stream_key_is_refused_loudly_and_kept(
     labels = {"source": "docplanner", "account": "pl"}
     assert metrics.registry.get_sample_value("drainer_redis_command_errors_total", labels) == 1
     redis_client.delete(STREAM)  # the operator fixes the key: the record goes out
-    assert publisher.tick(1.0) == 1.0 and spool.pending_records == 0
+    assert publisher.tick(1.0) == IDLE_WAIT and spool.pending_records == 0
     assert redis_client.xlen(STREAM) == 1  # the refused attempt left no seen key behind
 
 
