@@ -302,8 +302,9 @@ def check_myinvois(item: Any) -> str | None:
         return "notification has no string 'notificationId'"
     if parse_time(_with_zone(item.get("creationDateTime"))) is None:
         return "notification 'creationDateTime' is not an ISO 8601 time"
-    if not isinstance(item.get("typeId"), str | int) or isinstance(item.get("typeId"), bool):
-        return "notification 'typeId' is missing"
+    type_id = item.get("typeId")
+    if not isinstance(type_id, str | int) or isinstance(type_id, bool) or type_id == "":
+        return "notification 'typeId' is missing"  # an empty one cannot be the entry's type
     try:
         json.dumps(item, ensure_ascii=False, allow_nan=False).encode()
     except ValueError:  # NaN, Infinity or an overflowing number: not JSON (RFC 8259)
