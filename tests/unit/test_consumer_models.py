@@ -118,7 +118,7 @@ TIMES = ISO | st.builds(
     st.sampled_from(FORMATS),
 )
 RELAXED = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
 )
 MYINVOIS_FIELDS = [
     *("receiverName", "notificationDeliveryId", "receivedDateTime", "notificationSubject"),
