@@ -128,9 +128,10 @@ class Backoff:
         self.attempts = 0
 
 
-def refused_backoff() -> Backoff:
-    """The backoff after an upstream refusal: seconds at first, at most :data:`REFUSED_CAP`."""
-    return Backoff(base=5.0, cap=REFUSED_CAP)
+def refused_backoff(start: float = 10.0) -> Backoff:
+    """The backoff after an upstream refusal: its first wait between half of ``start`` and
+    ``start``, then doubling, at most :data:`REFUSED_CAP` (``start`` is capped too)."""
+    return Backoff(base=min(start, REFUSED_CAP) / 2, cap=REFUSED_CAP)
 
 
 class Wake:

@@ -33,15 +33,13 @@ from types import FrameType
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from drainer_consumer.models import DeadLetter, Event, parse_entry
+from drainer_consumer.redis_errors import no_retry, transient
 
 log = logging.getLogger("drainer_consumer")
 
 FAILED_STREAM = "{stream}:failed:{group}"  # same hash tag as the stream: one Cluster slot
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 Fields = dict[bytes, bytes]
 
 
@@ -98,7 +96,7 @@ class Consumer:
             redis_url,
             socket_timeout=max(socket_timeout, block + 5.0),  # a blocking read outlasts BLOCK
             socket_connect_timeout=connect_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),  # the loop is the retry
+            retry=no_retry(),  # a lost reply is never re-sent: the run loop is the retry
             health_check_interval=30,
         )
         self._ready = False
@@ -109,23 +107,31 @@ class Consumer:
     # -- driving -------------------------------------------------------------------------
 
     def run(self) -> Stats:
-        """Tick until stopped; transient Redis errors are logged and retried with backoff."""
+        """Tick until stopped; transient Redis errors are logged once and retried with backoff
+        (:mod:`drainer_consumer.redis_errors`); any other Redis error is raised."""
         delay = 0.0
         with self._signals():
             while not self.stopping.is_set():
                 try:
                     self.tick()
-                except TRANSIENT as exc:
-                    if not delay:  # logged once per outage, not per retry
-                        log.warning("consumer.redis_unavailable %s; retrying with backoff", exc)
-                    delay = min(5.0, max(0.25, delay * 2))
-                    self.stopping.wait(delay * random.uniform(0.8, 1.2))
-                    continue
-                except redis.ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
+                except redis.RedisError as exc:
+                    if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+                        log.warning("consumer.group_missing %s; creating it again", exc)
+                        self._ready = False
+                    elif not transient(exc):
                         raise
-                    log.warning("consumer.group_missing %s; creating it again", exc)
-                    self._ready = False
+                    else:
+                        if not delay:  # logged once per outage, not per retry
+                            log.warning(
+                                "consumer.redis_unavailable %s: %s; retrying with backoff",
+                                type(exc).__name__,
+                                exc,
+                            )
+                        # what a lost reply delivered to us, or a failed move left: ours first
+                        self._own = dict.fromkeys(self.streams, "0")
+                        delay = min(5.0, max(0.25, delay * 2))
+                        self.stopping.wait(delay * random.uniform(0.8, 1.2))
+                        continue
                 if delay:
                     log.warning("consumer.redis_back")
                 delay = 0.0

@@ -16,10 +16,17 @@ tests notice the change).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 SCHEMA_VERSION = "1"
 RFC3339_Z = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
@@ -120,6 +127,55 @@ class DeadLetterFields(BaseModel):
 # --- payloads ------------------------------------------------------------------------------
 
 
+def _parse_time(value: object) -> datetime | None:
+    """The daemon's rule for an upstream time (daemon/envelope.py ``parse_time``, copied: the
+    kit imports nothing of the daemon): a string of at most 64 characters that
+    ``datetime.fromisoformat`` reads (``Z`` allowed), with an offset."""
+    if isinstance(value, datetime):  # built in Python rather than read from an entry
+        return value if value.tzinfo is not None else None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _offset_time(value: object) -> datetime:
+    moment = _parse_time(value)
+    if moment is None:
+        raise ValueError("not an ISO 8601 time with an offset (datetime.fromisoformat)")
+    return moment
+
+
+def _utc_time(value: object) -> datetime:
+    """MyInvois times are UTC; some records omit the ``Z`` (daemon: ``_with_zone``)."""
+    if isinstance(value, str) and value and not value.endswith("Z") and "+" not in value[10:]:
+        value += "Z"
+    return _offset_time(value)
+
+
+def _time_schema(description: str) -> WithJsonSchema:
+    # a string, but not "format": "date-time": upstream times are not always RFC 3339
+    return WithJsonSchema({"type": "string", "description": description})
+
+
+OffsetTime = Annotated[
+    datetime,
+    BeforeValidator(_offset_time),
+    _time_schema(
+        "ISO 8601 with an offset, as Python's datetime.fromisoformat reads it (also the "
+        "basic format 20210512T101834+0100 and short offsets such as +01)."
+    ),
+]
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_utc_time),
+    _time_schema("ISO 8601, UTC; some records omit the Z (read as UTC)."),
+]
+
+
 class DocPlannerNotification(BaseModel):
     """A DocPlanner notification: ``name``, ``data``, ``created_at``; nothing else promised.
 
@@ -136,55 +192,41 @@ class DocPlannerNotification(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, examples=["slot-booked"])
     data: dict[str, Any] = Field(description="The event's objects (facility, doctor, ...).")
-    created_at: AwareDatetime = Field(description="ISO 8601 with an offset.")
+    created_at: OffsetTime
 
 
-class DeliveryAttempt(BaseModel):
-    """One delivery attempt of a MyInvois notification."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    attemptDateTime: str | None = None  # noqa: N815 -- upstream field names, kept verbatim
-    status: str | None = None
-    statusDetails: str | None = None  # noqa: N815
-
-
-def _no_format(schema: dict[str, Any]) -> None:
-    schema.pop("format", None)
+def _as_sent(description: str) -> Any:
+    """An upstream field the daemon passes on unchecked: any JSON value, or absent (None)."""
+    return Field(default=None, description=f"{description} Any JSON type, as upstream sent it.")
 
 
 class MyInvoisNotification(BaseModel):
     """A MyInvois notification (Get Notifications, ``Notification``); extra fields allowed.
 
-    The daemon guarantees ``notificationId``, ``creationDateTime`` and ``typeId``; the rest
-    is as upstream sent it (times as upstream strings). Status: new, pending, batched,
-    delivered, error. Types 3, 6, 7, 8, 10, 11, 15, 26, 33, 34, 35.
+    The daemon guarantees ``notificationId``, ``creationDateTime`` and ``typeId``; every
+    other field is as upstream sent it, of whatever JSON type (the documented types are
+    strings, but the daemon does not check them, so neither does the kit). Status 1 New,
+    2 Pending, 3 Batched, 4 Delivered, 5 Error. Types 3, 6, 7, 8, 10, 11, 15, 26, 33, 34, 35.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True, title="MyInvois notification")
 
     notificationId: str = Field(min_length=1, max_length=200)  # noqa: N815
-    creationDateTime: datetime = Field(  # noqa: N815
-        description="ISO 8601, UTC; some records omit the Z (read as UTC)",
-        json_schema_extra=_no_format,  # not always RFC 3339: the Z may be missing
-    )
+    creationDateTime: UtcTime  # noqa: N815
     typeId: str | int  # noqa: N815
-    receiverName: str | None = None  # noqa: N815
-    notificationDeliveryId: str | None = None  # noqa: N815
-    receivedDateTime: str | None = None  # noqa: N815
-    notificationSubject: str | None = None  # noqa: N815
-    deliveredDateTime: str | None = None  # noqa: N815
-    typeName: str | None = None  # noqa: N815
-    finalMessage: str | None = None  # noqa: N815
-    address: str | None = None
-    language: str | None = None
-    status: str | None = None
-    deliveryAttempts: list[DeliveryAttempt] | None = None  # noqa: N815
-
-    @field_validator("creationDateTime")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    receiverName: Any = _as_sent("Documented as a string.")  # noqa: N815
+    notificationDeliveryId: Any = _as_sent("Documented as a string.")  # noqa: N815
+    receivedDateTime: Any = _as_sent("Documented as an ISO 8601 string.")  # noqa: N815
+    notificationSubject: Any = _as_sent("Documented as a string.")  # noqa: N815
+    deliveredDateTime: Any = _as_sent("Documented as an ISO 8601 string.")  # noqa: N815
+    typeName: Any = _as_sent("Documented as a string.")  # noqa: N815
+    finalMessage: Any = _as_sent("Documented as a string.")  # noqa: N815
+    address: Any = _as_sent("Documented as a string.")
+    language: Any = _as_sent("Documented as a string.")
+    status: Any = _as_sent("1 New, 2 Pending, 3 Batched, 4 Delivered, 5 Error: a number or name.")
+    deliveryAttempts: Any = _as_sent(  # noqa: N815
+        "Documented as a list of {attemptDateTime, status, statusDetails}."
+    )
 
 
 # --- typed views ---------------------------------------------------------------------------

@@ -83,7 +83,10 @@ def lock_spool(directory: Path, listen: str) -> SpoolLock:
 
 def _previous(text: str) -> tuple[str, int]:
     """``(state, unclean exits)`` a previous run left; an empty file is a first start."""
-    fields = dict(line.partition(" ")[::2] for line in text.splitlines()[1:])
+    fields: dict[str, str] = {}
+    for line in text.splitlines()[1:]:  # the first of each: a crash may leave an old tail
+        key, _, value = line.partition(" ")
+        fields.setdefault(key, value)
     try:
         unclean = max(0, int(fields.get("unclean_exits", "0")))
     except ValueError:
@@ -92,9 +95,12 @@ def _previous(text: str) -> tuple[str, int]:
 
 
 def _write(fd: int, holder: str, state: str, unclean: int) -> None:
+    """Overwrite in place, then cut what is left of a longer text: the first line names a
+    holder at every moment (a refused daemon may read the file between the two calls)."""
+    text = f"{holder}\nstate {state}\nunclean_exits {unclean}\n".encode()
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{holder}\nstate {state}\nunclean_exits {unclean}\n".encode(), 0)
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
         os.fsync(fd)
     except OSError as exc:
         raise SpoolError(f"{LOCK_NAME}: cannot record the run's state: {exc}") from None

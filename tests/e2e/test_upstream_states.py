@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 import requests
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.commands.status import EXIT_NOT_READY
 from daemon.envelope import docplanner_event_id
+from daemon.runtime.run import STOP_BUDGET
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 
@@ -88,10 +90,12 @@ def test_a_myinvois_400_not_about_page_size_shows_its_text_in_status(
     assert f"{refused} 1.0" in metrics
 
 
+@pytest.mark.slow
 def test_sigterm_while_a_slow_pull_is_in_flight_waits_for_it_and_publishes_it(
     tmp_path: Path, redis_server: LocalRedis
 ) -> None:
     """SIGTERM right after a pull popped its batch, answered 11 s later: published, exit 0."""
+    # 11 s: past the old 10 s read timeout (that code lost this batch), within INTAKE_JOIN.
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     client.flushall()
     with DocPlannerSandbox(clients=[DocPlannerClient("pl-id", "pl-secret-value")]) as sandbox:
@@ -102,9 +106,11 @@ def test_sigterm_while_a_slow_pull_is_in_flight_waits_for_it_and_publishes_it(
         with Daemon(config) as daemon:
             wait_for(lambda: sandbox.handed_out("pl-id"), 30, "the batch popped upstream")
             started = time.monotonic()
-            assert daemon.stop(timeout=30) == 0
+            assert daemon.stop(timeout=60) == 0
             took = time.monotonic() - started
-    assert took < 20, f"exit took {took:.1f}s"
+    # Bounded by the stop budget, not by the pull's 60 s read timeout; +5 s for a loaded
+    # machine (the answer alone takes 11 s of the 20).
+    assert took < STOP_BUDGET + 5, f"exit took {took:.1f}s"
     ids = {entry["event_id"] for entry in stream_entries(client, "drainer:{docplanner}")}
     client.close()
     assert ids == {docplanner_event_id("pl", item) for item in queued}

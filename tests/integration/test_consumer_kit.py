@@ -174,6 +174,10 @@ def test_a_consumer_killed_mid_batch_has_its_entries_claimed_and_handled_once(
     ids = _fill(redis_client, 30)
     workers.append(_worker(redis_server.url, "doomed", "--count", "10", "--hang-after", "3"))
     wait_for(lambda: redis_client.llen("stuck") == 1, 60, "the doomed worker stuck mid-batch")
+    workers[0].send_signal(signal.SIGKILL)  # before the survivor exists: nobody can claim yet
+    workers[0].wait(timeout=10)
+    doomed = redis_client.xpending_range(KIT, "g", "-", "+", 100, consumername="doomed")
+    assert len(doomed) == 7  # read, never acked: its PEL at the moment it died
     handled: list[str] = []
     survivor = Consumer(
         redis_server.url,
@@ -186,10 +190,6 @@ def test_a_consumer_killed_mid_batch_has_its_entries_claimed_and_handled_once(
         block=0.5,
     )
     with Running(survivor):
-        workers[0].send_signal(signal.SIGKILL)
-        workers[0].wait(timeout=10)
-        doomed = redis_client.xpending_range(KIT, "g", "-", "+", 100, consumername="doomed")
-        assert len(doomed) == 7  # read, never acked: its PEL at the moment it died
         wait_for(lambda: len(handled) >= 27, 60, "the survivor's 20 new + 7 claimed entries")
         wait_for(lambda: redis_client.xpending(KIT, "g")["pending"] == 0, 30, "nothing pending")
     by_doomed = [line.split()[1] for line in _text(redis_client.lrange("handled", 0, -1))]

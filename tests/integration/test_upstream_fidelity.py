@@ -53,6 +53,7 @@ def test_a_moved_route_is_a_named_failing_state_not_an_idle_queue(
         publisher.sink.client.close()
 
 
+@pytest.mark.slow
 def test_a_pull_answered_after_20_seconds_is_published_not_lost(
     sandbox: DocPlannerSandbox, redis_server: LocalRedis, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

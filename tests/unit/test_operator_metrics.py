@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from daemon import __version__
@@ -10,6 +15,8 @@ from daemon.metrics import Metrics, StreamLengthCollector
 from daemon.metrics_process import register_process_metrics
 from daemon.revision import revision
 from daemon.server.stats import HttpMetrics
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_process_metrics_are_on_the_injected_registry() -> None:
@@ -46,13 +53,42 @@ def test_redis_up_is_1_when_xlen_answers_and_0_when_it_does_not() -> None:
     )
 
 
-def test_build_info_carries_the_version_and_the_revision() -> None:
-    """drainer_build_info{version,revision} names the package version and its git revision."""
+@pytest.fixture
+def fresh_revision() -> Iterator[None]:
+    """revision() is computed once per process: forget it before and after the test."""
+    revision.cache_clear()
+    yield
+    revision.cache_clear()
+
+
+def test_build_info_carries_the_version_and_the_revision(
+    fresh_revision: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drainer_build_info{version,revision} names the package version and the revision given
+    by $DRAINER_REVISION (so this holds where git cannot run in the checkout)."""
+    monkeypatch.setenv("DRAINER_REVISION", "0123456789ab-dirty")
     registry = CollectorRegistry()
     Metrics(registry)
-    labels = {"version": __version__, "revision": revision()}
+    labels = {"version": __version__, "revision": "0123456789ab-dirty"}
     assert registry.get_sample_value("drainer_build_info", labels) == 1
-    assert revision() != "unknown"  # a checkout asks git; a wheel reads daemon/REVISION
+
+
+def test_a_checkout_without_the_override_asks_git(
+    fresh_revision: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without $DRAINER_REVISION a checkout's revision is git's HEAD (skipped without git)."""
+    monkeypatch.delenv("DRAINER_REVISION", raising=False)
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("git cannot run in this checkout")
+    assert revision() in {head, f"{head}-dirty"}
 
 
 def test_no_created_series_are_exported() -> None:

@@ -4,8 +4,9 @@
 after start): 204 is success; 429 waits for its ``Retry-After``; other failures back off.
 A 403 ("API client is not using PUSH communication model or API client is not enabled")
 can change (an operator enables the client): it is named in ``/readyz`` (``not_ready``),
-counted in ``drainer_upstream_refused{reason="release_forbidden"}``, and retried with a
-capped backoff (seconds at first, at most REFUSED_CAP = 5 min) until a 204 clears it.
+counted in ``drainer_upstream_refused{reason="release_forbidden"}``, and retried every
+min(release_interval, REFUSED_CAP) = 5 min at most, 2.5 min at least (DocPlanner allows
+one release an hour; seconds-apart retries would break that) until a 204 clears it.
 Its budget is separate from the GET budget (see ``UpstreamClient``), so a release 429
 (up to an hour) never pauses pulling.
 """
@@ -21,7 +22,7 @@ from daemon.errors import AuthError, NotFoundError, RateLimitedError, TransientE
 from daemon.metrics import Metrics
 from daemon.settings import DocPlannerAccount
 from daemon.sources.docplanner.api import DocPlannerApi
-from daemon.worker import Backoff, Health, refused_backoff
+from daemon.worker import REFUSED_CAP, Backoff, Health, refused_backoff
 
 log = structlog.get_logger("daemon.sources.docplanner.release")
 
@@ -45,7 +46,9 @@ class ReleaseScheduler:
         self.forbidden = False  # the last answer was 403 (retried with self._forbidden)
         self.next_at: float | None = None  # monotonic time of the next call; None = now
         self._backoff = Backoff(base=5.0, cap=600.0)
-        self._forbidden = refused_backoff()
+        # DocPlanner allows one release an hour: a 403 is retried no sooner than the cap
+        # (the client may be enabled at any time), not seconds later.
+        self._forbidden = refused_backoff(min(account.release_interval, REFUSED_CAP))
         self._labels = {"source": "docplanner", "account": account.name}
 
     def tick(self, now: float) -> float:

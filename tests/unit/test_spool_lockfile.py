@@ -49,3 +49,47 @@ def test_a_garbled_lock_file_is_a_first_start(tmp_path: Path) -> None:
     lock = lock_spool(tmp_path, "a")
     assert (lock.previous_clean, lock.unclean_exits) == (True, 0)
     lock.release()
+
+
+def test_a_second_daemon_never_finds_the_holder_line_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At every step of rewriting the lock file, a refused second daemon reads the holder."""
+    held = lock_spool(tmp_path, "127.0.0.1:9464")
+    seen: list[str] = []
+    real_truncate, real_pwrite = os.ftruncate, os.pwrite
+
+    def look() -> None:
+        with pytest.raises(SpoolInUseError) as refused:
+            lock_spool(tmp_path, "127.0.0.1:9999")
+        seen.append(str(refused.value))
+
+    def truncate(fd: int, length: int) -> None:
+        real_truncate(fd, length)
+        look()
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        written = real_pwrite(fd, data, offset)
+        look()
+        return written
+
+    monkeypatch.setattr(os, "ftruncate", truncate)
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    held.mark_clean()
+    monkeypatch.undo()
+    held.release()
+    assert len(seen) == 2
+    assert all(f"(pid {os.getpid()}, listen 127.0.0.1:9464)" in text for text in seen), seen
+
+
+def test_a_shorter_rewrite_leaves_no_tail_of_the_longer_one(tmp_path: Path) -> None:
+    """The file is exactly the new text; a tail a crash left behind never overrides it."""
+    lock_spool(tmp_path, "[2001:db8::1]:9464").release()  # left `running`, a long line
+    short = lock_spool(tmp_path, "a")
+    short.release()
+    text = (tmp_path / LOCK_NAME).read_text()
+    assert text == f"pid {os.getpid()}, listen a\nstate running\nunclean_exits 1\n"
+    (tmp_path / LOCK_NAME).write_text(text + "state stopped\nunclean_exits 0\n")
+    again = lock_spool(tmp_path, "a")  # the first of each field counts: `running` above
+    again.release()
+    assert (again.previous_clean, again.unclean_exits) == (False, 2)
