@@ -31,7 +31,7 @@ from daemon.sink.connect import RedisClient
 from daemon.sink.groups import read_groups
 from daemon.sink.lease import Lease
 from daemon.sink.retention import RetentionWorker
-from daemon.sources.budget import SlidingWindowBudget
+from daemon.sources.budget import SharedBudgets, SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
 from daemon.sources.docplanner.expand import PullExpander
 from daemon.sources.docplanner.pull import DocPlannerPuller
@@ -64,6 +64,8 @@ class Parts:
     clients: list[UpstreamClient] = field(default_factory=list)
     leases: dict[str, Lease] = field(default_factory=dict)
     accepting: threading.Event = field(default_factory=threading.Event)
+    # Budgets by the upstream's unit of limiting (a MyInvois Client ID), shared by accounts.
+    budgets: SharedBudgets = field(default_factory=SharedBudgets)
 
 
 def detect_durability(sink: RedisSink) -> None:
@@ -197,7 +199,7 @@ def _add_myinvois(parts: Parts, account: MyInvoisAccount) -> None:
     spool, publisher = _spool_and_publisher(
         parts, "myinvois", account.name, watermark_stream=streams.myinvois
     )
-    api = build_api(account, parts.metrics, parts.clock, parts.wall_clock)
+    api = build_api(account, parts.metrics, parts.clock, parts.wall_clock, budgets=parts.budgets)
     parts.clients.append(api.http)
     cursor = WatermarkCursor(account, publisher.read_watermark, parts.metrics, parts.wall_clock)
     parts.intake.append(

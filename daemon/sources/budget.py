@@ -1,4 +1,4 @@
-"""Rate budgets: hard ceilings over a sliding window (SPEC §2).
+"""Rate budgets: hard ceilings over a sliding window (SPEC §2), shared by what they limit.
 
 :class:`SlidingWindowBudget` never grants more than ``limit`` requests in any ``window``
 seconds. With ``spread=True`` it also spaces requests evenly (``window / limit`` apart),
@@ -8,12 +8,21 @@ burst up to the limit (the DocPlanner hourly GET budget).
 :meth:`block_until` records an upstream "no request before T" (429, ``Retry-After``,
 ``X-RateLimit-Reset`` with nothing remaining). All times are ``time.monotonic()`` values
 passed in by the caller, so tests drive it with a fake clock.
+
+:class:`FairBudget` lets many callers (the taxpayers of one MyInvois Client ID) share one
+budget without blocking and in turn; :class:`SharedBudgets` hands every account the
+shared object of the upstream's unit of limiting (STYLE: a limiter is named by what the
+upstream limits, not by the account).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # ``window`` below is the effective one, slightly longer than the configured window.
 
@@ -52,6 +61,11 @@ class SlidingWindowBudget:
             self._granted.append(now)
             return 0.0
 
+    def try_acquire_wait(self, now: float) -> float:
+        """Seconds until a request would be granted (0: now); takes nothing."""
+        with self._lock:
+            return max(0.0, self._next_allowed_locked(now) - now)
+
     def block_until(self, moment: float) -> None:
         """No request before ``moment`` (the upstream told us so)."""
         with self._lock:
@@ -61,3 +75,93 @@ class SlidingWindowBudget:
         with self._lock:
             self._next_allowed_locked(now)
             return len(self._granted)
+
+
+class FairBudget:
+    """A :class:`SlidingWindowBudget` shared by many callers, served first come, first served.
+
+    ``try_acquire(now, who)`` never blocks: it grants now (0) or returns the wait. A caller
+    that has to wait is given a place in line (a reserved moment, one ``window / limit``
+    after the place before it), so callers that share a budget take turns: a busy caller
+    asking again at once queues behind everyone already waiting instead of racing them.
+    A place nobody comes back for within ``grace`` seconds of its moment is dropped (its
+    caller was stopped or removed), so a lost caller never holds up the line.
+    """
+
+    def __init__(self, budget: SlidingWindowBudget, grace: float = 5.0) -> None:
+        self.budget = budget
+        self.grace = grace
+        self._spacing = budget.window / budget.limit
+        self._line: dict[str, float] = {}  # caller -> reserved moment, in line order
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit
+
+    def try_acquire(self, now: float, who: str) -> float:
+        """Take one request for ``who`` now (0.0), or return the seconds until its turn."""
+        with self._lock:
+            self._drop_lost(now)
+            mine = self._line.get(who)
+            first = next(iter(self._line), None)
+            if mine is None and first is not None:
+                return self._queue(who, now)  # others are waiting: behind them
+            if mine is not None and now < mine and who != first:
+                return mine - now
+            wait = self.budget.try_acquire(now)
+            if wait > 0:
+                if mine is None:
+                    return self._queue(who, now)
+                return max(wait, mine - now)
+            self._line.pop(who, None)
+            return 0.0
+
+    def _queue(self, who: str, now: float) -> float:
+        last = next(reversed(self._line.values()), None)
+        earliest = now + self.budget.try_acquire_wait(now)
+        moment = earliest if last is None else max(earliest, last + self._spacing)
+        self._line[who] = moment
+        return moment - now
+
+    def _drop_lost(self, now: float) -> None:
+        for who, moment in list(self._line.items()):
+            if now - moment > self.grace + self._spacing:
+                del self._line[who]
+
+    def block_until(self, moment: float) -> None:
+        self.budget.block_until(moment)
+
+    def used_ratio(self, now: float) -> float:
+        """Share of the window's requests already taken (1.0: the budget is spent)."""
+        return self.budget.used(now) / self.budget.limit
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._line)
+
+
+class SharedBudgets:
+    """Things shared by every account that an upstream limits as one, by key.
+
+    Built once (in wiring) and passed to whatever builds the accounts' API clients: the
+    first account with a key creates the shared object, the others get the same one. Keys
+    name what the upstream limits, e.g. ``myinvois:<identity host>:<client_id>``.
+    """
+
+    def __init__(self) -> None:
+        self._shared: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, kind: type[T], make: Callable[[], T]) -> T:
+        with self._lock:
+            found = self._shared.get(key)
+            if found is None:
+                found = self._shared[key] = make()
+        if not isinstance(found, kind):
+            raise TypeError(f"shared budget {key!r} holds a {type(found).__name__}")
+        return found
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._shared)
