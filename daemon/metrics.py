@@ -277,7 +277,7 @@ class ExpiryAge(Collector):
 
 class ClientScheduleCollector(Collector):
     """Per MyInvois Client ID, read at scrape time: the share of its notifications budget
-    used in the last minute and how far behind its due time its most overdue taxpayer is.
+    used in the last minute and how far behind its interval its most overdue taxpayer is.
 
     ``client`` is the configured ``client_id`` (not a secret; one per configured client, so
     bounded); the same id on a second identity host is shown as ``<client_id>@2``.
@@ -306,8 +306,9 @@ class ClientScheduleCollector(Collector):
         )
         lag = GaugeMetricFamily(
             "drainer_myinvois_schedule_lag_seconds",
-            "How long the most overdue taxpayer of the Client ID has been waiting for its turn"
-            " in the shared budget past its due time (0: nobody is waiting).",
+            "How far behind its interval the most overdue taxpayer of the Client ID is (its"
+            " window should have finished interval after it started); about N/B - interval"
+            " when the shared budget is the limit, growing when the budget is too small.",
             labels=["client"],
         )
         with self._lock:

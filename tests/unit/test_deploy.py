@@ -64,6 +64,7 @@ EXPECTED_ALERTS = {
     "LeaseHeldTwice",
     "DocPlannerPushRejected",
     "DrainerRestarting",
+    "MyInvoisClientBudgetTooSmall",
 }
 
 

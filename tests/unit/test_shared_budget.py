@@ -117,7 +117,7 @@ def pollers(
 
 def run(workers: list[MyInvoisPoller], clock: Clock, until: float) -> None:
     """Run every worker's tick when its wait is over (ties in a fixed order), until ``until``."""
-    due = dict.fromkeys(range(len(workers)), 0.0)
+    due = dict.fromkeys(range(len(workers)), clock.now)
     while True:
         index = min(due, key=lambda i: (due[i], i))
         if due[index] > until:
@@ -173,18 +173,36 @@ def test_a_busy_backlog_does_not_starve_quiet_taxpayers(tmp_path: Path) -> None:
     assert max(w.longest_wait for w in workers) <= 2 * fair
 
 
-def test_schedule_metrics_show_budget_use_and_growing_lag(tmp_path: Path) -> None:
-    """Per client: the budget used ratio, and the lag of the most overdue taxpayer."""
+def lag_and_use(metrics: Metrics) -> tuple[float, float]:
+    labels = {"client": "agent"}
+    registry = metrics.registry
+    used = registry.get_sample_value("drainer_myinvois_client_budget_used_ratio", labels)
+    lag = registry.get_sample_value("drainer_myinvois_schedule_lag_seconds", labels)
+    assert used is not None and lag is not None
+    return used, lag
+
+
+def test_schedule_lag_is_steady_when_the_budget_suffices(tmp_path: Path) -> None:
+    """30 quiet taxpayers at 12/min: lag about N/B - interval, not growing; budget all used."""
     clock = Clock()
     workers, _, metrics = pollers(tmp_path, 30, clock, rpm=12)
-    run(workers, clock, 300)
-    registry = metrics.registry
-    used = registry.get_sample_value(
-        "drainer_myinvois_client_budget_used_ratio", {"client": "agent"}
-    )
-    lag = registry.get_sample_value("drainer_myinvois_schedule_lag_seconds", {"client": "agent"})
-    assert used is not None and used > 0.9
-    assert lag is not None and lag > 60  # 30 taxpayers at 12/min: 150 s per round, interval 1 s
+    run(workers, clock, 900)
+    used, early = lag_and_use(metrics)
+    run(workers, clock, 1800)
+    _, late = lag_and_use(metrics)
+    assert used > 0.9
+    assert 100 < early < 2 * 150 and abs(late - early) < 60  # N/B = 150 s, interval 1 s
+
+
+def test_schedule_lag_grows_when_a_backlog_outruns_the_budget(tmp_path: Path) -> None:
+    """A backlog the client's budget cannot read: the most overdue lag keeps growing."""
+    clock = Clock()
+    workers, _, metrics = pollers(tmp_path, 10, clock, rpm=12, busy=1)
+    run(workers, clock, 900)
+    _, early = lag_and_use(metrics)
+    run(workers, clock, 1800)
+    _, late = lag_and_use(metrics)
+    assert late > early + 800
 
 
 def test_fair_budget_serves_waiting_callers_in_order() -> None:

@@ -115,8 +115,8 @@ class MyInvoisPoller:
         self._refused = refused_backoff or new_refused_backoff()
         self.page_size = account.page_size  # halved when the server refuses it
         self._next_poll = 0.0
-        # The schedule: since when the next request is due, whether it waits for its turn
-        # in the shared budget, and the longest such wait (for tests and the benchmark).
+        # Turns: since when the next request is due, whether it waits for its turn in the
+        # shared budget, and the longest such wait (for tests and the benchmark).
         self.due_at = 0.0
         self.waiting_turn = False
         self.longest_wait = 0.0
@@ -124,8 +124,20 @@ class MyInvoisPoller:
             api.shared.join(account.name, self.schedule_lag)
 
     def schedule_lag(self, now: float) -> float:
-        """Seconds this taxpayer has been waiting for its turn past its due time."""
-        return max(0.0, now - self.due_at) if self.waiting_turn else 0.0
+        """Seconds this taxpayer is behind its interval: the current window should have
+        been finished (or the next one started) ``interval`` after the last one started.
+
+        Budget-bound taxpayers sit at about N/B - interval; a backlog the budget cannot
+        read makes it grow. Read from the metrics thread: plain attribute reads.
+        """
+        window = self.window
+        if window is not None:
+            due = window.started + self.account.interval
+        elif self._next_poll > 0:
+            due = self._next_poll
+        else:
+            return 0.0
+        return max(0.0, now - due)
 
     def tick(self, now: float) -> float:
         if self.window is None:

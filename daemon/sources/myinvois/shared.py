@@ -11,7 +11,7 @@ same ``client_id`` on the same identity host shares one :class:`SharedClient`, k
   (``logins_per_minute``), both taken in turn (:class:`FairBudget`), and any 429 wait;
 - the tokens, one per (client, TIN), each cached for its lifetime ("access tokens should
   be cached for the lifetime of the token", same page);
-- the schedule: how far behind its due time the most overdue taxpayer is, for
+- the schedule: how far behind its interval the most overdue taxpayer is, for
   ``drainer_myinvois_schedule_lag_seconds``.
 """
 
@@ -56,7 +56,7 @@ class SharedClient:
             return found
 
     def join(self, account: str, lag: Callable[[float], float]) -> None:
-        """Count ``account`` in the schedule; ``lag(now)`` is how overdue it is."""
+        """Count ``account`` in the schedule; ``lag(now)`` is how far behind it is."""
         with self._lock:
             self._members[account] = lag
 
@@ -71,7 +71,7 @@ class SharedClient:
             return len(self._members)
 
     def schedule_lag(self, now: float) -> float:
-        """Seconds the most overdue taxpayer has been waiting past its due time."""
+        """Seconds the most overdue taxpayer is behind its interval."""
         with self._lock:
             readers = list(self._members.values())
         return max((reader(now) for reader in readers), default=0.0)
