@@ -29,7 +29,12 @@ T = TypeVar("T")
 
 class SlidingWindowBudget:
     def __init__(
-        self, limit: int, window: float, spread: bool = False, margin: float = 0.01
+        self,
+        limit: int,
+        window: float,
+        spread: bool = False,
+        margin: float = 0.01,
+        burst: int = 1,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a budget needs limit >= 1 and window > 0")
@@ -38,6 +43,9 @@ class SlidingWindowBudget:
         # and request latency between our grant and its arrival.
         self.window = window * (1 + margin)
         self.spread = spread
+        # With spread: at most ``burst`` requests closer than window/limit apart, so a
+        # grant taken late (a busy machine) can be caught up without breaking the pace.
+        self.burst = max(1, burst)
         self._granted: deque[float] = deque()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
@@ -49,7 +57,8 @@ class SlidingWindowBudget:
         if len(self._granted) >= self.limit:
             earliest = max(earliest, self._granted[-self.limit] + self.window)
         if self.spread and self._granted:
-            earliest = max(earliest, self._granted[-1] + self.window / self.limit)
+            k = min(self.burst, len(self._granted))
+            earliest = max(earliest, self._granted[-k] + k * self.window / self.limit)
         return earliest
 
     def try_acquire(self, now: float) -> float:
@@ -81,18 +90,19 @@ class FairBudget:
     """A :class:`SlidingWindowBudget` shared by many callers, served first come, first served.
 
     ``try_acquire(now, who)`` never blocks: it grants now (0) or returns the wait. A caller
-    that has to wait is given a place in line (a reserved moment, one ``window / limit``
-    after the place before it), so callers that share a budget take turns: a busy caller
-    asking again at once queues behind everyone already waiting instead of racing them.
-    A place nobody comes back for within ``grace`` seconds of its moment is dropped (its
-    caller was stopped or removed), so a lost caller never holds up the line.
+    that has to wait is given a place in line (a moment one ``window / limit`` after the
+    place before it) and is served only at the head of the line, so callers that share a
+    budget take turns: a busy caller asking again at once queues behind everyone already
+    waiting instead of racing them. A head that does not come back within ``grace``
+    seconds of its moment (its caller was stopped) loses its place; :meth:`forget` drops a
+    caller at once (an account removed on reload).
     """
 
-    def __init__(self, budget: SlidingWindowBudget, grace: float = 5.0) -> None:
+    def __init__(self, budget: SlidingWindowBudget, grace: float = 10.0) -> None:
         self.budget = budget
         self.grace = grace
         self._spacing = budget.window / budget.limit
-        self._line: dict[str, float] = {}  # caller -> reserved moment, in line order
+        self._line: dict[str, float] = {}  # caller -> its moment; moments grow in line order
         self._lock = threading.Lock()
 
     @property
@@ -104,16 +114,15 @@ class FairBudget:
         with self._lock:
             self._drop_lost(now)
             mine = self._line.get(who)
-            first = next(iter(self._line), None)
-            if mine is None and first is not None:
+            head = next(iter(self._line.items()), None)
+            if mine is None and head is not None:
                 return self._queue(who, now)  # others are waiting: behind them
-            if mine is not None and now < mine and who != first:
-                return mine - now
+            if mine is not None and head is not None and head[0] != who:
+                # Not our turn yet: about the time the callers ahead of us take.
+                return max(mine - now, mine - head[1], self._spacing)
             wait = self.budget.try_acquire(now)
             if wait > 0:
-                if mine is None:
-                    return self._queue(who, now)
-                return max(wait, mine - now)
+                return wait if mine is not None else self._queue(who, now)
             self._line.pop(who, None)
             return 0.0
 
@@ -126,8 +135,13 @@ class FairBudget:
 
     def _drop_lost(self, now: float) -> None:
         for who, moment in list(self._line.items()):
-            if now - moment > self.grace + self._spacing:
-                del self._line[who]
+            if now - moment <= self.grace:
+                return
+            del self._line[who]
+
+    def forget(self, who: str) -> None:
+        with self._lock:
+            self._line.pop(who, None)
 
     def block_until(self, moment: float) -> None:
         self.budget.block_until(moment)

@@ -141,7 +141,7 @@ def test_taxpayers_of_one_client_share_one_budget(tmp_path: Path) -> None:
     pages = [t for api in apis for t in api.pages]
     assert grants_in_any_window(pages, 60.0) <= 12
     assert len(pages) >= 0.9 * 600 / 60 * 12  # and the budget is used, not wasted
-    assert min(b - a for a, b in itertools.pairwise(sorted(pages))) >= 60 / 12
+    assert grants_in_any_window(pages, 15.0) <= 3  # spread: a late grant caught up, no burst
 
 
 def test_logins_are_spread_never_a_burst_at_start(tmp_path: Path) -> None:

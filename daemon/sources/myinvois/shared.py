@@ -39,8 +39,11 @@ class SharedClient:
 
     def __init__(self, key: str, requests_per_minute: int, logins_per_minute: int) -> None:
         self.key = key
-        self.notifications = FairBudget(SlidingWindowBudget(requests_per_minute, 60.0, True))
-        self.logins = FairBudget(SlidingWindowBudget(logins_per_minute, 60.0, True))
+        # Pages may catch up a late grant (burst 3: never a minute's budget at once);
+        # logins keep a strict pace.
+        pages = SlidingWindowBudget(requests_per_minute, 60.0, spread=True, burst=3)
+        self.notifications = FairBudget(pages)
+        self.logins = FairBudget(SlidingWindowBudget(logins_per_minute, 60.0, spread=True))
         self._tokens: dict[str, TokenCache] = {}
         self._members: dict[str, Callable[[float], float]] = {}
         self._lock = threading.Lock()
@@ -64,6 +67,8 @@ class SharedClient:
         """The account stopped (removed on reload): no longer part of the schedule."""
         with self._lock:
             self._members.pop(account, None)
+        self.notifications.forget(account)
+        self.logins.forget(account)
 
     @property
     def members(self) -> int:
