@@ -125,6 +125,11 @@ class MyInvoisSandbox(SandboxServer):
         with self._lock:
             return self.tenancy.login_count[(client_id, tin)]
 
+    def limited_at(self, client_id: str) -> list[float]:
+        """Monotonic times of the 429s this client's page requests got."""
+        with self._lock:
+            return list(self.tenancy.clients[client_id].limited)
+
     def polled(self, client_id: str, tin: str | None = None) -> list[float]:
         """Monotonic times of the pages this taxpayer was served (200 answers)."""
         with self._lock:
@@ -310,6 +315,9 @@ class MyInvoisSandbox(SandboxServer):
             allowed = client.window.hit(mono)
             headers = rate_headers(client.window, mono)
             wait = math.ceil(client.window.retry_after(mono))
+        if not allowed or kind == "429":
+            with self._lock:
+                client.limited.append(mono)
         if not allowed:
             return limited(headers, max(wait, 1))
         if kind == "429":  # an injected 429: the window is not really full, it resets soon

@@ -54,6 +54,7 @@ class ClientState:
     window: SlidingWindow  # Get Notifications, per Client ID
     logins: SlidingWindow  # /connect/token, per Client ID
     tins: list[str] = field(default_factory=list)
+    limited: list[float] = field(default_factory=list)  # monotonic times of its 429 pages
 
 
 class Tenancy:

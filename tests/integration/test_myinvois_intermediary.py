@@ -197,3 +197,20 @@ def test_a_403_drops_the_token_so_the_next_attempt_logs_in_again(
     refused = forbidden.index(1.0)
     assert sandbox.logins(CLIENT, tin(refused)) == 2, "logged in again after the 403"
     assert sandbox.logins(CLIENT, tin(1 - refused)) == 1, "the other taxpayer's token is kept"
+
+
+def test_a_429_for_one_taxpayer_holds_every_taxpayer_of_the_client(
+    sandbox: MyInvoisSandbox, redis_server: LocalRedis, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """After a 429 (Retry-After 1 s) no taxpayer of that client asks before the wait is over."""
+    pairs, _ = build(sandbox, redis_server.url, tmp_path, 5)
+    try:
+        drive(pairs, lambda: all(p.poller.windows_completed >= 1 for p in pairs))
+        sandbox.faults.script(["429"])
+        drive(pairs, lambda: bool(sandbox.limited_at(CLIENT)))
+        limited = sandbox.limited_at(CLIENT)[0]
+        drive(pairs, lambda: all(p.poller.windows_completed >= 3 for p in pairs))
+    finally:
+        close(pairs)
+    polls = [t for n in range(5) for t in sandbox.polled(CLIENT, tin(n)) if t > limited]
+    assert polls and min(polls) >= limited + 1.0  # Retry-After: 1

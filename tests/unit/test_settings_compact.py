@@ -80,3 +80,9 @@ def test_a_broken_client_block_exits_2_naming_the_key_as_written(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0], result.stderr
     assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_an_environment_override_reaches_a_listed_taxpayer(tmp_path: Path) -> None:
+    """DRAINER_MYINVOIS__<NAME>__<KEY> sets a key of one taxpayer of the client block."""
+    settings = load_settings(write(tmp_path, CLIENT), {"DRAINER_MYINVOIS__GLOBEX__INTERVAL": "10s"})
+    assert [a.interval for a in settings.myinvois] == [10, 300]
