@@ -6,7 +6,9 @@ budget B (scaled up: ``BENCH_BUDGET`` requests and logins a minute). Reported, f
 same run: every notification on the stream once under its account, the 429s, one login
 per taxpayer, the daemon's threads and peak RSS (``VmHWM``), its CPU while polling with
 nothing new upstream, and the worst time between two polls of one taxpayer against the
-N/B floor (every taxpayer once per round of the shared budget).
+N/B floor (every taxpayer once per round of the shared budget). A second daemon then runs
+the same taxpayers at the default 12 requests a minute with nothing upstream, for its CPU
+at rest (logins scaled up so the start-up is short).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ TAXPAYERS = int(os.environ.get("BENCH_TAXPAYERS", "1000"))
 BUDGET = int(os.environ.get("BENCH_BUDGET", "6000"))  # requests (and logins) a minute
 PER_TAXPAYER = 5
 STEADY = 60.0  # seconds of polling with nothing new, measured after the catch-up
+IDLE_RATE, IDLE_WARMUP, IDLE = 12, 20.0, 60.0  # the default budget, nothing upstream
 CLIENT, SECRET = "bench-agent", "bench-agent-secret-value"
 STREAM = "drainer:{myinvois}"
 
@@ -39,7 +42,13 @@ def tin(n: int) -> str:
     return f"C{3000000000 + n}"
 
 
-def _config(directory: Path, redis_url: str, sandbox: MyInvoisSandbox, start: datetime) -> Path:
+def _config(
+    directory: Path,
+    redis_url: str,
+    sandbox: MyInvoisSandbox,
+    start: datetime,
+    requests_per_minute: int = BUDGET,
+) -> Path:
     lines = [
         "[redis]",
         f"url = {json.dumps(redis_url)}",
@@ -61,12 +70,44 @@ def _config(directory: Path, redis_url: str, sandbox: MyInvoisSandbox, start: da
             f'on_behalf_of = "{tin(n)}"',
             'interval = "1s"',
             f'start_at = "{start.strftime("%Y-%m-%dT%H:%M:%SZ")}"',
-            f"requests_per_minute = {BUDGET}",
+            f"requests_per_minute = {requests_per_minute}",
             f"logins_per_minute = {BUDGET}",
         ]
     path = directory / "drainer.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def idle_cpu() -> tuple[float, int]:
+    """(share of one core, threads) of the daemon at the default 12 requests a minute for
+    the Client ID with nothing upstream, once every taxpayer has logged in."""
+    clients = [MyInvoisClient(CLIENT, SECRET, on_behalf_of=tin(n)) for n in range(TAXPAYERS)]
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalRedis(Path(tmp) / "redis") as server,
+        MyInvoisSandbox(
+            clients, requests_per_minute=IDLE_RATE, logins_per_minute=BUDGET, identity_port=0
+        ) as mi,
+    ):
+        config = _config(Path(tmp), server.url, mi, start, requests_per_minute=IDLE_RATE)
+        process = start_daemon(config)
+        try:
+            deadline = time.monotonic() + 300
+            while (
+                time.monotonic() < deadline
+                and sum(mi.logins(CLIENT, tin(n)) for n in range(TAXPAYERS)) < TAXPAYERS
+            ):
+                time.sleep(0.5)
+            time.sleep(IDLE_WARMUP)
+            before, _ = proc_stats(process.pid)
+            time.sleep(IDLE)
+            after, _ = proc_stats(process.pid)
+            threads = thread_count(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    return (after - before) / IDLE, threads
 
 
 def run() -> list[Row]:
@@ -129,6 +170,7 @@ def run() -> list[Row]:
     cpu_share = (cpu_after - cpu_before) / (steady_to - steady_from)
     rate = steady_pages / (steady_to - steady_from) * 60
     label = f"{TAXPAYERS:,} taxpayers, one Client ID, B = {BUDGET:,}/min"
+    idle, idle_threads = idle_cpu()
     return [
         Row(
             f"{label}: catch-up",
@@ -151,5 +193,12 @@ def run() -> list[Row]:
             "goal 64 threads (thread-per-account runtime today)",
             threads / 64,
             "≤ 64 threads, RSS ≤ 400 MiB",
+        ),
+        Row(
+            f"{TAXPAYERS:,} taxpayers at the default 12/min, nothing upstream: daemon CPU",
+            f"{idle:.0%} of one core ({idle_threads} threads)",
+            "goal 5 % of one core",
+            idle / 0.05,
+            "≤ 5 % (no per-account wake-ups)",
         ),
     ]

@@ -91,17 +91,21 @@ class FairBudget:
 
     ``try_acquire(now, who)`` never blocks: it grants now (0) or returns the wait. A caller
     that has to wait is given a place in line (a moment one ``window / limit`` after the
-    place before it) and is served only at the head of the line, so callers that share a
-    budget take turns: a busy caller asking again at once queues behind everyone already
-    waiting instead of racing them. A head that does not come back within ``grace``
-    seconds of its moment (its caller was stopped) loses its place; :meth:`forget` drops a
-    caller at once (an account removed on reload).
+    place before it) and is served at the head of the line, so callers that share a budget
+    take turns: a busy caller asking again at once queues behind everyone already waiting
+    instead of racing them. A caller late for its turn (a busy machine) keeps its place;
+    the callers behind it wait for it at most ``patience`` seconds past their own moment.
+    A place nobody came back for within ``grace`` seconds is dropped (its caller stopped);
+    :meth:`forget` drops one at once (an account removed on reload).
     """
 
-    def __init__(self, budget: SlidingWindowBudget, grace: float = 10.0) -> None:
+    def __init__(
+        self, budget: SlidingWindowBudget, grace: float = 120.0, patience: float | None = None
+    ) -> None:
         self.budget = budget
         self.grace = grace
         self._spacing = budget.window / budget.limit
+        self.patience = max(1.0, 2 * self._spacing) if patience is None else patience
         self._line: dict[str, float] = {}  # caller -> its moment; moments grow in line order
         self._lock = threading.Lock()
 
@@ -118,8 +122,10 @@ class FairBudget:
             if mine is None and head is not None:
                 return self._queue(who, now)  # others are waiting: behind them
             if mine is not None and head is not None and head[0] != who:
-                # Not our turn yet: about the time the callers ahead of us take.
-                return max(mine - now, mine - head[1], self._spacing)
+                if now < mine:
+                    return mine - now
+                if now < mine + self.patience:  # those ahead are late: wait for them a bit
+                    return min(mine + self.patience - now, max(self._spacing, mine - head[1]))
             wait = self.budget.try_acquire(now)
             if wait > 0:
                 return wait if mine is not None else self._queue(who, now)

@@ -220,6 +220,21 @@ def test_fair_budget_serves_waiting_callers_in_order() -> None:
     assert fair.waiting() == 0
 
 
+def test_a_late_caller_keeps_its_place_and_blocks_nobody_for_long() -> None:
+    """A head that comes back late is still served first; until then, those behind it
+    wait at most `patience` past their own moment."""
+    fair = FairBudget(SlidingWindowBudget(60, 60.0, spread=True, margin=0.0), patience=2.0)
+    assert fair.try_acquire(0.0, "a") == 0
+    assert fair.try_acquire(0.0, "b") == 1.0  # b's moment: 1.0
+    assert fair.try_acquire(0.0, "c") == 2.0  # c's moment: 2.0
+    assert 0 < fair.try_acquire(2.0, "c") <= 2.0  # b is late: c waits for it ...
+    assert fair.try_acquire(2.5, "b") == 0  # ... and b, late, is served first
+    assert fair.try_acquire(3.5, "c") == 0
+    assert fair.try_acquire(3.6, "d") > 0  # d queues behind; e queues behind d
+    assert fair.try_acquire(3.6, "e") > 0
+    assert fair.try_acquire(10.0, "e") == 0  # d never came back: e waited only `patience`
+
+
 def test_client_key_names_what_myinvois_limits() -> None:
     """The key is the identity host and the client_id, never the account or the TIN."""
     one = account(1, identity_url="https://id.example:8443")
