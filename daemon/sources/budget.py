@@ -93,9 +93,10 @@ class FairBudget:
     that has to wait is given a place in line (a moment one ``window / limit`` after the
     place before it) and is served at the head of the line, so callers that share a budget
     take turns: a busy caller asking again at once queues behind everyone already waiting
-    instead of racing them. A caller late for its turn (a busy machine) keeps its place;
-    the callers behind it wait for it at most ``patience`` seconds past their own moment.
-    A place nobody came back for within ``grace`` seconds is dropped (its caller stopped);
+    instead of racing them. A caller late for its turn (a busy machine) keeps its place and
+    goes first while it keeps asking; a head that stops asking for ``patience`` seconds past
+    its moment is passed by those behind it, and a place nobody asked for within ``grace``
+    seconds is dropped (its caller stopped);
     :meth:`forget` drops one at once (an account removed on reload).
     """
 
@@ -103,10 +104,11 @@ class FairBudget:
         self, budget: SlidingWindowBudget, grace: float = 120.0, patience: float | None = None
     ) -> None:
         self.budget = budget
-        self.grace = grace
+        self.grace = grace  # a place not asked for this long after its moment is dropped
         self._spacing = budget.window / budget.limit
         self.patience = max(1.0, 2 * self._spacing) if patience is None else patience
         self._line: dict[str, float] = {}  # caller -> its moment; moments grow in line order
+        self._seen: dict[str, float] = {}  # caller in line -> when it last asked
         self._lock = threading.Lock()
 
     @property
@@ -121,15 +123,21 @@ class FairBudget:
             head = next(iter(self._line.items()), None)
             if mine is None and head is not None:
                 return self._queue(who, now)  # others are waiting: behind them
+            if mine is not None:
+                self._seen[who] = now
             if mine is not None and head is not None and head[0] != who:
                 if now < mine:
                     return mine - now
-                if now < mine + self.patience:  # those ahead are late: wait for them a bit
-                    return min(mine + self.patience - now, max(self._spacing, mine - head[1]))
+                # The head is late. While it is still asking (or not yet overdue by
+                # ``patience``), it goes first; a head that stopped asking is passed.
+                expected = max(head[1], self._seen.get(head[0], head[1]))
+                if now <= expected + self.patience:
+                    return max(self._spacing, min(mine - head[1], self.patience))
             wait = self.budget.try_acquire(now)
             if wait > 0:
                 return wait if mine is not None else self._queue(who, now)
             self._line.pop(who, None)
+            self._seen.pop(who, None)
             return 0.0
 
     def _queue(self, who: str, now: float) -> float:
@@ -141,13 +149,15 @@ class FairBudget:
 
     def _drop_lost(self, now: float) -> None:
         for who, moment in list(self._line.items()):
-            if now - moment <= self.grace:
+            if now - max(moment, self._seen.get(who, moment)) <= self.grace:
                 return
             del self._line[who]
+            self._seen.pop(who, None)
 
     def forget(self, who: str) -> None:
         with self._lock:
             self._line.pop(who, None)
+            self._seen.pop(who, None)
 
     def block_until(self, moment: float) -> None:
         self.budget.block_until(moment)
