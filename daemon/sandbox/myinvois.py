@@ -272,17 +272,8 @@ class MyInvoisSandbox(SandboxServer):
         )
 
     def _login_gate(self, client_id: str, tin: str | None) -> Response | None:
-        """The login limit, per Client ID across its taxpayers (module docstring of tenancy)."""
-        mono = time.monotonic()
         with self._lock:
-            window = self.tenancy.clients[client_id].logins
-            allowed = window.hit(mono)
-            headers = rate_headers(window, mono)
-            wait = math.ceil(window.retry_after(mono))
-            if allowed:
-                self.tenancy.login_count[(client_id, tin)] += 1
-        # Standard errors: 429 with Retry-After; standard headers: X-Rate-Limit-*.
-        return None if allowed else limited(headers, max(wait, 1))
+            return self.tenancy.login_gate(client_id, tin, time.monotonic())
 
     def _notifications(self, request: Request) -> Response:
         fault = self.draw_fault()

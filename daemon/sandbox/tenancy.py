@@ -14,12 +14,15 @@ stricter reading.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.sandbox.identity import Login
 from daemon.sandbox.ratelimit import SlidingWindow
+from daemon.sandbox.server import Response
+from daemon.sandbox.standard import limited, rate_headers
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,13 @@ class Tenancy:
             cid: Login(state.secret, frozenset(state.tins), state.intermediary)
             for cid, state in self.clients.items()
         }
+
+    def login_gate(self, client_id: str, tin: str | None, now: float) -> Response | None:
+        """The login limit, per Client ID across its taxpayers: None (granted, counted) or a
+        429 with Retry-After and X-Rate-Limit-* (standard error response and headers)."""
+        window = self.clients[client_id].logins
+        if window.hit(now):
+            self.login_count[(client_id, tin)] += 1
+            return None
+        wait = math.ceil(window.retry_after(now))
+        return limited(rate_headers(window, now), max(wait, 1))
