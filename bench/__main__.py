@@ -15,6 +15,7 @@ BENCHMARKS = (
     "bench_push",
     "bench_rss",
     "bench_durable",
+    "bench_intermediary",
 )
 
 

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from daemon import __version__
 from daemon.errors import SinkError
+from daemon.metrics_clients import ClientScheduleCollector
 from daemon.metrics_refusals import RefusalMetrics
 from daemon.revision import revision
 
@@ -221,6 +222,8 @@ class Metrics:
             "Unix time the running config was loaded: at start, then at each good reload.",
             registry=registry,
         )
+        self.myinvois_clients = ClientScheduleCollector()
+        registry.register(self.myinvois_clients)
         for source, account in accounts:
             self.add_account(source, account)
 

@@ -22,6 +22,7 @@ from daemon.sink import RedisSink
 from daemon.sink.connect import RedisClient
 from daemon.sink.health import RedisProbe
 from daemon.sink.lease import Lease
+from daemon.sources.budget import SharedBudgets
 from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.http import UpstreamClient
 from daemon.spool import SpoolBudget, SpoolLog
@@ -83,6 +84,7 @@ class Account:
     clients: list[UpstreamClient] = field(default_factory=list)
     push: PushReceiver | None = None
     leases: dict[str, Lease] = field(default_factory=dict)
+    on_close: list[Callable[[], None]] = field(default_factory=list)  # when retired
 
     @property
     def key(self) -> tuple[str, str]:
@@ -112,6 +114,9 @@ class Parts:
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)
     lease_token: str | None = None
     lease_gauge: Gauge | None = None
+    # Budgets by the upstream's unit of limiting (a MyInvois Client ID), shared by accounts
+    # and kept across reloads.
+    budgets: SharedBudgets = field(default_factory=SharedBudgets)
 
     def attach(self, account: Account) -> None:
         """Count ``account``'s parts in (its publisher once, when it is new)."""

@@ -196,6 +196,8 @@ class Reloader:
         lease.release_all(account.leases)  # the other node takes over at once
         for client in account.clients:
             client.close()
+        for hook in account.on_close:
+            hook()
 
     def close(self) -> None:
         """On shutdown (intake stopped): close what retiring accounts still hold."""

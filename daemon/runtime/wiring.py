@@ -218,8 +218,9 @@ def _myinvois(parts: Parts, account: MyInvoisAccount, keep: Account | None) -> A
     else:
         spool, publisher = keep.spool, keep.publisher
     result = Account("myinvois", account, spool, publisher)
-    api = build_api(account, parts.metrics, parts.clock, parts.wall_clock)
+    api = build_api(account, parts.metrics, parts.clock, parts.wall_clock, budgets=parts.budgets)
     result.clients.append(api.http)
+    result.on_close.append(lambda: api.shared.leave(account.name))  # its place in line
     cursor = WatermarkCursor(account, publisher.read_watermark, parts.metrics, parts.wall_clock)
     result.intake.append(
         MyInvoisPoller(

@@ -21,7 +21,8 @@ Modules: ``clock`` (sandbox time), ``faults`` (scripted/random failures), ``even
 from daemon.sandbox.clock import SandboxClock
 from daemon.sandbox.docplanner import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.faults import Fault, Faults
-from daemon.sandbox.myinvois import MyInvoisClient, MyInvoisSandbox
+from daemon.sandbox.myinvois import MyInvoisSandbox
+from daemon.sandbox.tenancy import MyInvoisClient
 
 __all__ = [
     "DocPlannerClient",

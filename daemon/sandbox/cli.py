@@ -19,7 +19,8 @@ from daemon.runtime.signals import SignalFlag, capture_signals
 from daemon.sandbox.clock import SandboxClock
 from daemon.sandbox.docplanner import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.faults import all_kinds_rates
-from daemon.sandbox.myinvois import MyInvoisClient, MyInvoisSandbox
+from daemon.sandbox.myinvois import MyInvoisSandbox
+from daemon.sandbox.tenancy import MyInvoisClient
 
 DP_CLIENT = DocPlannerClient("sandbox-dp", "sandbox-dp-secret")
 MI_CLIENT = MyInvoisClient("sandbox-mi", "sandbox-mi-secret")

@@ -28,7 +28,7 @@ class Login:
     """What the identity service knows of one client: its secret and whom it may act as."""
 
     secret: str
-    tin: str  # a taxpayer's own TIN, or the one taxpayer an intermediary represents
+    tins: frozenset[str]  # a taxpayer's own TIN, or the taxpayers an intermediary represents
     intermediary: bool
 
 
@@ -42,10 +42,22 @@ def _refused(error: str, description: str) -> Response:
     return _oauth(400, {"error": error, "error_description": description})
 
 
+Gate = Callable[[str, str | None], Response | None]  # (client_id, TIN) -> a 429, or None
+
+
 def login(
-    request: Request, clients: Mapping[str, Login], store: TokenStore, ttl: float, now: float
+    request: Request,
+    clients: Mapping[str, Login],
+    store: TokenStore,
+    ttl: float,
+    now: float,
+    gate: Gate | None = None,
 ) -> Response:
-    """One ``POST /connect/token``; the token is bound to the TIN it may read."""
+    """One ``POST /connect/token``; the token is bound to the TIN it may read.
+
+    ``gate`` sees every login about to be granted and may refuse it (the per-Client-ID
+    login limit); refused credentials never reach it (docs silent: they are not counted).
+    """
     form = parse_qs(request.body.decode("utf-8", "replace"))
     client_id = form.get("client_id", [None])[0]
     secret = form.get("client_secret", [None])[0]
@@ -65,7 +77,7 @@ def login(
         # Login pages: scope is Optional ("can be omitted"); the example value is InvoicingAPI.
         return _refused("invalid_scope", f"scope must be {SCOPE} or omitted")
     behalf = request.header("onbehalfof")
-    if behalf is not None and not (known.intermediary and behalf == known.tin):
+    if behalf is not None and not (known.intermediary and behalf in known.tins):
         # Intermediary page: onbehalfof maps to a taxpayer the intermediary represents;
         # a TIN it does not represent, or a taxpayer client sending it: docs silent;
         # stricter than the client (refused at login).
@@ -74,7 +86,11 @@ def login(
     # about the taxpayer that the system is going to represent". A taxpayer's token is
     # bound to its own TIN; an intermediary's to the onbehalfof TIN, or to no taxpayer at
     # all after a plain login (docs silent; stricter than the client).
-    subject = known.tin if (behalf is not None or not known.intermediary) else None
+    own = next(iter(known.tins)) if not known.intermediary else None
+    subject = behalf if behalf is not None else own
+    refused = gate(client_id, subject) if gate is not None else None
+    if refused is not None:
+        return refused
     token = store.issue(client_id, ttl, now, subject)
     # Login pages, success response: access_token, token_type Bearer, expires_in 3600, scope.
     body = {"access_token": token, "token_type": "Bearer", "expires_in": int(ttl)}

@@ -5,14 +5,16 @@ pages are cited in :mod:`daemon.sandbox.identity`, the query rules in
 :mod:`daemon.sandbox.query`). Where the documents are silent, the sandbox is stricter
 than the client's assumptions, and says so.
 
-Notifications are a per-client history, filtered by the date **sent**
-(``dateFrom <= receivedDateTime <= dateTo``, inclusive) and by type, status and
+Notifications are a per-taxpayer history (one per (client_id, TIN), see
+:mod:`daemon.sandbox.tenancy`: an intermediary acts for many TINs), filtered by the date
+**sent** (``dateFrom <= receivedDateTime <= dateTo``, inclusive) and by type, status and
 language, sorted newest sent first, and paged. Some are sent hours after they were
 created. New records can appear at any time, some with sent times in the past (late
 arrivals), so pages shift while a client reads them. Tokens are bound at login to the
 TIN they may read: a page request answers 403 to any other token, whatever headers it
 carries. The identity service answers on the API's port, or on a port of its own when
-``identity_port`` is given. The request budget is a sliding 60 s of real time.
+``identity_port`` is given. The notifications and login limits are per Client ID across
+all its taxpayers, each a sliding 60 s of real time.
 """
 
 from __future__ import annotations
@@ -22,16 +24,14 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Self
 
 from daemon.sandbox.clock import SandboxClock
 from daemon.sandbox.faults import RETRY_AFTER_SECONDS
-from daemon.sandbox.identity import TOKEN_PATH, IdentityServer, Login, login
+from daemon.sandbox.identity import TOKEN_PATH, IdentityServer, login
 from daemon.sandbox.oauth import TokenStore, bearer
 from daemon.sandbox.query import MAX_PAGE_SIZE, BadArgumentError, Query
-from daemon.sandbox.ratelimit import SlidingWindow
 from daemon.sandbox.records import RecordFactory
 from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
 from daemon.sandbox.standard import (
@@ -42,29 +42,11 @@ from daemon.sandbox.standard import (
     server_error,
     with_headers,
 )
+from daemon.sandbox.tenancy import MyInvoisClient, Taxpayer, Tenancy
 
 NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
 SENT_LATE_FRACTION = 0.2  # share of generated notifications sent hours after creation
 SENT_LATE_HOURS = (1.0, 6.0)
-
-
-@dataclass(frozen=True)
-class MyInvoisClient:
-    """A taxpayer client, or an intermediary when ``on_behalf_of`` (a TIN) is set."""
-
-    client_id: str
-    client_secret: str
-    on_behalf_of: str | None = None
-
-
-@dataclass
-class _Taxpayer:
-    client: MyInvoisClient
-    window: SlidingWindow
-    tin: str
-    records: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (sent, record)
-    handed_out: set[str] = field(default_factory=set)
-    malformed: list[dict[str, Any]] = field(default_factory=list)
 
 
 class MyInvoisSandbox(SandboxServer):
@@ -77,6 +59,7 @@ class MyInvoisSandbox(SandboxServer):
         clock: SandboxClock | None = None,
         latency: float = 0.0,
         requests_per_minute: int = 12,
+        logins_per_minute: int = 12,
         token_ttl: float = 3600,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -91,7 +74,7 @@ class MyInvoisSandbox(SandboxServer):
         self.tokens = TokenStore()
         self.factory = RecordFactory(seed)
         self._rng = random.Random(seed)
-        self._taxpayers: dict[str, _Taxpayer] = {}
+        self.tenancy = Tenancy(requests_per_minute, logins_per_minute)
         self.identity: IdentityServer | None = None
         if identity_port is not None:
             self.identity = IdentityServer(
@@ -125,20 +108,32 @@ class MyInvoisSandbox(SandboxServer):
     # -- test and demo API -------------------------------------------------------------
 
     def add_client(self, client: MyInvoisClient) -> None:
+        """A taxpayer client, or one more taxpayer (TIN) of an intermediary client."""
         with self._lock:
-            tin = client.on_behalf_of or f"C{20000000000 + len(self._taxpayers) * 7919}"
-            window = SlidingWindow(self.requests_per_minute, 60.0)
-            self._taxpayers[client.client_id] = _Taxpayer(client, window, tin)
+            self.tenancy.add(client)
 
     def tin(self, client_id: str) -> str:
-        """The TIN whose notifications this client reads."""
+        """The TIN whose notifications this (single-taxpayer) client reads."""
         return self._taxpayer(client_id).tin
 
-    def _taxpayer(self, client_id: str) -> _Taxpayer:
-        try:
-            return self._taxpayers[client_id]
-        except KeyError:
-            raise KeyError(f"no MyInvois sandbox client {client_id!r}") from None
+    def _taxpayer(self, client_id: str, tin: str | None = None) -> Taxpayer:
+        with self._lock:
+            return self.tenancy.taxpayer(client_id, tin)
+
+    def logins(self, client_id: str, tin: str | None = None) -> int:
+        """Tokens issued to this client for this TIN (None: plain intermediary logins)."""
+        with self._lock:
+            return self.tenancy.login_count[(client_id, tin)]
+
+    def limited_at(self, client_id: str) -> list[float]:
+        """Monotonic times of the 429s this client's page requests got."""
+        with self._lock:
+            return list(self.tenancy.clients[client_id].limited)
+
+    def polled(self, client_id: str, tin: str | None = None) -> list[float]:
+        """Monotonic times of the pages this taxpayer was served (200 answers)."""
+        with self._lock:
+            return list(self.tenancy.taxpayer(client_id, tin).polled)
 
     def add_notifications(
         self,
@@ -147,6 +142,7 @@ class MyInvoisSandbox(SandboxServer):
         start: datetime | None = None,
         end: datetime | None = None,
         sent_late_fraction: float = SENT_LATE_FRACTION,
+        tin: str | None = None,
     ) -> list[dict[str, Any]]:
         """``count`` records **sent** at random times in ``[start, end]``, visible at once.
 
@@ -167,22 +163,27 @@ class MyInvoisSandbox(SandboxServer):
                 else self._rng.randrange(0, 5)
                 for _ in sent
             ]
-        return self._add(
-            client_id, [(stamp - delay, stamp) for stamp, delay in zip(sent, delays, strict=True)]
-        )
+        stamps = [(stamp - delay, stamp) for stamp, delay in zip(sent, delays, strict=True)]
+        return self._add(self._taxpayer(client_id, tin), stamps)
 
     def add_notifications_at(
-        self, client_id: str, times: Sequence[datetime], created_before: float = 0.0
+        self,
+        client_id: str,
+        times: Sequence[datetime],
+        created_before: float = 0.0,
+        tin: str | None = None,
     ) -> list[dict[str, Any]]:
         """One record per given sent time (e.g. late arrivals in the past).
 
         Each was created ``created_before`` seconds before it was sent.
         """
         stamps = [stamp.timestamp() for stamp in times]
-        return self._add(client_id, [(stamp - created_before, stamp) for stamp in stamps])
+        taxpayer = self._taxpayer(client_id, tin)
+        return self._add(taxpayer, [(stamp - created_before, stamp) for stamp in stamps])
 
-    def _add(self, client_id: str, stamps: Sequence[tuple[float, float]]) -> list[dict[str, Any]]:
-        taxpayer = self._taxpayer(client_id)
+    def _add(
+        self, taxpayer: Taxpayer, stamps: Sequence[tuple[float, float]]
+    ) -> list[dict[str, Any]]:
         receiver = f"{taxpayer.client.client_id.upper()} SDN BHD"
         added = []
         for created, sent in stamps:
@@ -193,25 +194,30 @@ class MyInvoisSandbox(SandboxServer):
             taxpayer.records.extend(added)
         return [record for _, record in added]
 
-    def add_raw(self, client_id: str, items: Sequence[Any], sent: datetime) -> None:
+    def add_raw(
+        self, client_id: str, items: Sequence[Any], sent: datetime, tin: str | None = None
+    ) -> None:
         """Serve these exact values (valid or not: poison items) as sent at ``sent``."""
         with self._lock:
-            self._taxpayer(client_id).records.extend((sent.timestamp(), i) for i in items)
+            self._taxpayer(client_id, tin).records.extend((sent.timestamp(), i) for i in items)
 
-    def notifications(self, client_id: str) -> list[dict[str, Any]]:
-        """Every record of this client, in the order they were added."""
+    def notifications(self, client_id: str, tin: str | None = None) -> list[dict[str, Any]]:
+        """Every record of this taxpayer, in the order they were added."""
+        taxpayer = self._taxpayer(client_id, tin)
         with self._lock:
-            return [record for _, record in self._taxpayer(client_id).records]
+            return [record for _, record in taxpayer.records]
 
-    def handed_out(self, client_id: str) -> set[str]:
+    def handed_out(self, client_id: str, tin: str | None = None) -> set[str]:
         """The notificationIds served in any page so far (including truncated pages)."""
+        taxpayer = self._taxpayer(client_id, tin)
         with self._lock:
-            return set(self._taxpayer(client_id).handed_out)
+            return set(taxpayer.handed_out)
 
-    def malformed_served(self, client_id: str) -> list[dict[str, Any]]:
+    def malformed_served(self, client_id: str, tin: str | None = None) -> list[dict[str, Any]]:
         """Invalid items injected by the ``malformed`` fault (records without notificationId)."""
+        taxpayer = self._taxpayer(client_id, tin)
         with self._lock:
-            return list(self._taxpayer(client_id).malformed)
+            return list(taxpayer.malformed)
 
     def expire_tokens(self) -> None:
         """Every issued token expires now (the next API call gets 401)."""
@@ -231,7 +237,10 @@ class MyInvoisSandbox(SandboxServer):
         """
 
         def arrive(count: int) -> None:
-            for target in [client_id] if client_id else list(self._taxpayers):
+            with self._lock:
+                every = list(self.tenancy.taxpayers.values())
+            targets = [t for t in every if client_id is None or t.client.client_id == client_id]
+            for target in targets:
                 now = self.clock.now()
                 with self._lock:
                     lateness = [
@@ -264,13 +273,14 @@ class MyInvoisSandbox(SandboxServer):
 
     def _login(self, request: Request) -> Response:
         with self._lock:
-            clients = {
-                cid: Login(
-                    payer.client.client_secret, payer.tin, payer.client.on_behalf_of is not None
-                )
-                for cid, payer in self._taxpayers.items()
-            }
-        return login(request, clients, self.tokens, self.token_ttl, self.clock.now())
+            clients = self.tenancy.logins_table()
+        return login(
+            request, clients, self.tokens, self.token_ttl, self.clock.now(), self._login_gate
+        )
+
+    def _login_gate(self, client_id: str, tin: str | None) -> Response | None:
+        with self._lock:
+            return self.tenancy.login_gate(client_id, tin, time.monotonic())
 
     def _notifications(self, request: Request) -> Response:
         fault = self.draw_fault()
@@ -284,20 +294,28 @@ class MyInvoisSandbox(SandboxServer):
             # token had expired".
             challenge = f'Bearer error="invalid_token", error_description="The token {state}"'
             return Response(401, headers={"WWW-Authenticate": challenge})
-        taxpayer = self._taxpayers[client_id]
-        if self.tokens.subject(token) != taxpayer.tin:
+        subject = self.tokens.subject(token)
+        with self._lock:
+            client = self.tenancy.clients[client_id]
+            found = self.tenancy.taxpayers.get((client_id, subject)) if subject else None
+        if found is None:
             # Login pages: the token carries the taxpayer it represents; a token from a
             # plain intermediary login reading a taxpayer's notifications: docs silent;
             # stricter than the client (403 Forbidden, "does not have access to the data
             # requested"), whatever headers the GET carries.
             return error(403, "Forbidden", "The token does not represent this taxpayer")
+        taxpayer = found
         if kind in ("400", "403"):
             return refusal(kind)
         mono = time.monotonic()
         with self._lock:
-            allowed = taxpayer.window.hit(mono)
-            headers = rate_headers(taxpayer.window, mono)
-            wait = math.ceil(taxpayer.window.retry_after(mono))
+            # Limits are per Client ID across all its taxpayers (daemon.sandbox.tenancy).
+            allowed = client.window.hit(mono)
+            headers = rate_headers(client.window, mono)
+            wait = math.ceil(client.window.retry_after(mono))
+        if not allowed or kind == "429":
+            with self._lock:
+                client.limited.append(mono)
         if not allowed:
             return limited(headers, max(wait, 1))
         if kind == "429":  # an injected 429: the window is not really full, it resets soon
@@ -316,6 +334,7 @@ class MyInvoisSandbox(SandboxServer):
             if kind == "reset_after":
                 return Response(0, action="reset")
             taxpayer.handed_out.update(str(_id(record)) for record in page)
+            taxpayer.polled.append(mono)
             if kind == "malformed":
                 bad = dict(self._rng.choice(page) if page else self.factory.make(0, "", "C0"))
                 bad.pop("notificationId")

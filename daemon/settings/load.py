@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from daemon.errors import ConfigError
+from daemon.settings.compact import CompactError, expand
+from daemon.settings.compact import blame as compact_blame
 from daemon.settings.env import Override, apply, blame, env_overrides
 from daemon.settings.model import Settings
 from daemon.settings.network import MIN_PUSH_TOKEN
@@ -52,17 +54,25 @@ def load_settings(
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     if not isinstance(raw, dict):  # pragma: no cover - tomllib always returns a table
         raise ConfigError(f"{path}: not a TOML table")
+    try:
+        raw, origins = expand(raw)  # [[myinvois_client]] -> one [[myinvois]] per taxpayer
+    except CompactError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     overrides = env_overrides(raw, environ, path)
     try:
         settings = Settings(**apply(raw, overrides))
     except ValidationError as exc:
-        raise ConfigError(_blamed(exc, path, raw, overrides)) from None
+        raise ConfigError(compact_blame(_blamed(exc, path, raw, overrides), origins)) from None
     if not secrets:
         try:
             return _with_redis_password(settings, path, environ)
         except ConfigError:
             return settings  # Redis will answer NOAUTH, which status reports
-    return _with_redis_password(_resolve_secret_files(settings, path, environ), path, environ)
+    try:
+        settings = _resolve_secret_files(settings, path, environ)
+    except ConfigError as exc:
+        raise ConfigError(compact_blame(str(exc), origins)) from None
+    return _with_redis_password(settings, path, environ)
 
 
 def _blamed(

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from daemon.settings.clients import myinvois_clients_agree, one_account_per_docplanner_client
 from daemon.settings.network import MIN_PUSH_TOKEN, HeaderName, Networks
 from daemon.settings.redis_url import parse_host, parse_url, redact_url, url_password
 from daemon.settings.units import parse_duration, parse_size, parse_timestamp
@@ -386,7 +387,9 @@ class MyInvoisAccount(_Account):
     overlap: Duration = 600.0
     start_at: Timestamp | None = None
     page_size: int = Field(default=100, ge=1, le=100)
+    # Per Client ID: every account with this client_id (and identity host) shares them.
     requests_per_minute: int = Field(default=12, ge=1)
+    logins_per_minute: int = Field(default=12, ge=1)
 
     @field_validator("identity_url")
     @classmethod
@@ -433,6 +436,8 @@ class Settings(BaseSettings):
             for index, name in enumerate(names):
                 if name in names[:index]:
                     raise ValueError(f"{kind}[{index}].name: duplicate account name {name!r}")
+        one_account_per_docplanner_client(self.docplanner)
+        myinvois_clients_agree(self.myinvois)
         return self
 
     @model_validator(mode="after")

@@ -65,6 +65,11 @@ class TokenCache:
                 self._token = Token(value, now + max(1.0, expires_in - early))
             return self._token.value
 
+    def valid(self) -> bool:
+        """A cached token is there and not yet due for refresh (no login needed)."""
+        with self._lock:
+            return self._token is not None and self._clock() < self._token.expires_at
+
     def invalidate(self) -> None:
         with self._lock:
             self._token = None
@@ -76,7 +81,8 @@ class UpstreamClient:
     ``budgeted`` names the endpoints the budget governs (None: all of them). Rate-limit
     answers of other endpoints still raise RateLimitedError for their caller, but do not
     block the budget: DocPlanner's release POST has its own limit, and its hourly 429 must
-    not pause the GET pulls.
+    not pause the GET pulls. ``endpoint_budgets`` gives an endpoint a budget of its own
+    (MyInvois logins: a 429 on ``token`` blocks the Client ID's login budget).
     """
 
     def __init__(
@@ -89,12 +95,14 @@ class UpstreamClient:
         wall_clock: Callable[[], float] = time.time,
         timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
         budgeted: Collection[str] | None = None,
+        endpoint_budgets: Mapping[str, SlidingWindowBudget] | None = None,
     ) -> None:
         self.source = source
         self.account = account
         self.metrics = metrics
         self.budget = budget
         self.budgeted = None if budgeted is None else frozenset(budgeted)
+        self.endpoint_budgets = dict(endpoint_budgets or {})
         self.clock = clock
         self.wall_clock = wall_clock
         self.timeout = timeout
@@ -233,6 +241,8 @@ class UpstreamClient:
         return max(0.0, moment.timestamp() - upstream_now)
 
     def _budget_for(self, endpoint: str) -> SlidingWindowBudget | None:
+        if endpoint in self.endpoint_budgets:
+            return self.endpoint_budgets[endpoint]
         if self.budgeted is not None and endpoint not in self.budgeted:
             return None
         return self.budget

@@ -71,6 +71,7 @@ def account(
         "interval": 0.2,
         "overlap": 600,
         "requests_per_minute": FAST,
+        "logins_per_minute": FAST,
         **extra,
     }
     return MyInvoisAccount(**values)

@@ -54,3 +54,18 @@ def test_block_until_holds_every_request() -> None:
     budget.block_until(30.0)
     assert budget.try_acquire(10.0) == 20.0
     assert budget.try_acquire(30.0) == 0
+
+
+def test_spread_with_burst_catches_up_a_late_grant_but_keeps_the_pace() -> None:
+    """burst=3: after a late grant two more may follow at once, never a fourth, and the
+    minute's ceiling holds."""
+    budget = SlidingWindowBudget(12, 60, spread=True, burst=3, margin=0.0)
+    assert [budget.try_acquire(t) for t in (0.0, 5.0, 10.0)] == [0, 0, 0]
+    assert budget.try_acquire(20.0) == 0  # taken 5 s late ...
+    assert budget.try_acquire(20.0) == 0  # ... so the next may follow at once
+    assert budget.try_acquire(20.0) == 5.0  # but no more: back to one per 5 s
+    budget = SlidingWindowBudget(12, 60, spread=True, burst=3, margin=0.0)
+    times = simulate(budget, 600, 0.01)
+    assert all(b - a >= 15 - 1e-9 for a, b in zip(times, times[3:], strict=False))
+    for i, start in enumerate(times):
+        assert len([t for t in times[i:] if t < start + 60]) <= 12

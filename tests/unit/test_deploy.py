@@ -70,6 +70,7 @@ EXPECTED_ALERTS = {
     "DocPlannerReleaseForbidden",
     "SpoolRecordSetAside",
     "RedisMasterWithoutReplicas",
+    "MyInvoisClientBudgetTooSmall",
 }
 
 

@@ -160,14 +160,20 @@ def check_push(
 
 
 def check_poll(
-    mi: MyInvoisSandbox, client_id: str, account: str, books: Books, dead: Books
+    mi: MyInvoisSandbox,
+    client_id: str,
+    account: str,
+    books: Books,
+    dead: Books,
+    tin: str | None = None,
 ) -> AccountCheck:
-    """A MyInvois account: handed out = every notificationId served in any page."""
+    """A MyInvois account (an intermediary's: its ``tin``): handed out = every
+    notificationId served in any page."""
     key = ("myinvois", account)
     return compare(
         f"myinvois/{account}",
-        len(mi.notifications(client_id)),
-        [myinvois_event_id(account, i) for i in mi.handed_out(client_id)],
+        len(mi.notifications(client_id, tin)),
+        [myinvois_event_id(account, i) for i in mi.handed_out(client_id, tin)],
         books.get(key, []),
         len(dead.get(key, [])),
     )

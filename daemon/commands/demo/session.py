@@ -23,7 +23,7 @@ import redis
 
 from daemon.commands.demo.check import check_poll, check_pull, check_push, stream_books, verdict
 from daemon.commands.demo.groups import print_consumer_kept, scrape_groups
-from daemon.commands.demo.stack import ES_ID, MI, PL, Stack
+from daemon.commands.demo.stack import AGENT_ID, AGENT_TAXPAYERS, ES_ID, MI, PL, Stack
 from daemon.commands.demo.view import (
     DemoView,
     Labels,
@@ -150,9 +150,10 @@ class Demo:
             key = ("drainer_spool_pending_events", source, account)
             if source == "docplanner" and samples.get(key, 1):
                 waiting.append(f"the {account} spool")
-        key = ("drainer_myinvois_watermark_timestamp_seconds", "myinvois", "acme")
-        if self.stack.poll and samples.get(key, 0) < halted_at:
-            waiting.append("the MyInvois watermark")
+        for name in ("acme", *AGENT_TAXPAYERS):
+            key = ("drainer_myinvois_watermark_timestamp_seconds", "myinvois", name)
+            if self.stack.poll and samples.get(key, 0) < halted_at:
+                waiting.append(f"the MyInvois {name} watermark")
         return waiting
 
     def _summary(self, exit_code: int | None) -> int:
@@ -164,6 +165,8 @@ class Demo:
             checks.append(check_push(stack.dp, ES_ID, "es", books, dead))
         if stack.poll:
             checks.append(check_poll(stack.mi, MI.client_id, "acme", books, dead))
+            for name, tin in AGENT_TAXPAYERS.items():  # an intermediary's taxpayers
+                checks.append(check_poll(stack.mi, AGENT_ID, name, books, dead, tin))
         self.passed, result = verdict(checks, exit_code, self.settled)
         print_summary(self.console, checks, self.notes, result, self.passed)
         return EXIT_OK if self.passed else EXIT_FATAL

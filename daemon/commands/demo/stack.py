@@ -42,6 +42,11 @@ from daemon.sandbox import (
 
 PL = DocPlannerClient("demo-pl", "demo-pl-secret")
 MI = MyInvoisClient("demo-acme", "demo-acme-secret")
+# An intermediary (one Client ID) acting for a few taxpayers: one shared budget, a token each.
+AGENT_ID, AGENT_SECRET = "demo-agent", "demo-agent-secret"
+AGENT_TAXPAYERS = {"globex": "C2000000001", "initech": "C2000000002", "umbrella": "C2000000003"}
+AGENT = [MyInvoisClient(AGENT_ID, AGENT_SECRET, on_behalf_of=t) for t in AGENT_TAXPAYERS.values()]
+AGENT_SEED, AGENT_RATE = 40, 0.5  # per taxpayer; arrivals per second per taxpayer
 ES_ID = "demo-es"
 PL_RATE, ES_RATE, MI_RATE = 20.0, 4.0, 1.0  # arrivals per second
 ES_SEED, MI_SEED, MI_DAYS = 200, 300, 3
@@ -68,10 +73,11 @@ class Stack:
         )
         clock = SandboxClock()
         self.dp = DocPlannerSandbox([PL, *([self.es] if self.push else [])], clock=clock)
-        self.mi = MyInvoisSandbox([MI], clock=clock, requests_per_minute=2 * MI_RPM)
+        self.mi = MyInvoisSandbox([MI, *AGENT], clock=clock, requests_per_minute=2 * MI_RPM)
         self.accounts = [("docplanner", "pl", "pull")]
         self.accounts += [("docplanner", "es", "push")] if self.push else []
         self.accounts += [("myinvois", "acme", "poll")] if self.poll else []
+        self.accounts += [("myinvois", n, "poll") for n in AGENT_TAXPAYERS] if self.poll else []
         self.daemon: subprocess.Popen[bytes] | None = None
         self.consumer: subprocess.Popen[bytes] | None = None
         self._arrivals: list[threading.Event] = []
@@ -94,6 +100,8 @@ class Stack:
         self.mi.start()
         self.dp.enqueue(PL.client_id, notifications)
         self.mi.add_notifications(MI.client_id, MI_SEED)
+        for tin in AGENT_TAXPAYERS.values():
+            self.mi.add_notifications(AGENT_ID, AGENT_SEED, tin=tin)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINER_")}
         env.pop("NOTIFY_SOCKET", None)
         root = str(Path(__file__).resolve().parent.parent)
@@ -116,6 +124,7 @@ class Stack:
         self._arrivals.append(self.dp.start_arrivals(PL_RATE, PL.client_id))
         if self.poll:
             self._arrivals.append(self.mi.start_arrivals(MI_RATE, client_id=MI.client_id))
+            self._arrivals.append(self.mi.start_arrivals(AGENT_RATE, client_id=AGENT_ID))
         if self.push:  # pushes start once the daemon listens
             self._seeding = threading.Thread(target=self._seed_pushes, daemon=True)
             self._seeding.start()
@@ -180,6 +189,12 @@ class Stack:
             tables.append(
                 ("[myinvois]", {**poll, "start_at": start_at.isoformat(timespec="seconds")})
             )
+            for name, tin in AGENT_TAXPAYERS.items():  # one Client ID: budgets shared
+                agent = {**poll, "name": name, "client_id": AGENT_ID, "on_behalf_of": tin}
+                agent.update(
+                    client_secret=AGENT_SECRET, start_at=start_at.isoformat(timespec="seconds")
+                )
+                tables.append(("[myinvois]", agent))
         lines = []
         for name, values in tables:
             lines.append(f"[{name}]")

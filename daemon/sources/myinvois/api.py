@@ -4,10 +4,12 @@ The token comes from ``POST {identity_url}/connect/token`` on the identity servi
 (client credentials, ``scope=InvoicingAPI``) and is cached for ``expires_in``.
 Intermediaries ("Login as Intermediary System") send ``onbehalfof: <TIN>`` on that
 token request: the token is then bound to the taxpayer, so the page requests carry
-nothing but the bearer token. One API object (and token cache) per account, that is
-per (client, TIN).
+nothing but the bearer token. One API object per account; the token cache is per
+(client, TIN) and the budgets per Client ID, both held by the account's
+:class:`~daemon.sources.myinvois.shared.SharedClient`.
 
-Answers: 401 refreshes the token once; 403 is :class:`ForbiddenError` (the poller backs
+Answers: 401 refreshes the token once; 403 drops the token (a permission granted since
+the login takes effect at the next one) and is :class:`ForbiddenError` (the poller backs
 off and retries); a 400 whose error names ``pageSize`` is :class:`PageSizeRefusedError`
 (the poller halves its page size); any other 400 is :class:`BadRequestError`, whose
 message quotes the upstream's own error text after :data:`UPSTREAM_SAID` (errorCode,
@@ -32,8 +34,9 @@ from daemon.errors import (
 )
 from daemon.salvage import salvage
 from daemon.settings import MyInvoisAccount
-from daemon.sources.budget import SlidingWindowBudget
-from daemon.sources.http import TokenCache, UpstreamClient, token_from
+from daemon.sources.budget import FairBudget
+from daemon.sources.http import UpstreamClient, token_from
+from daemon.sources.myinvois.shared import SharedClient
 
 TOKEN_PATH = "/connect/token"  # noqa: S105 - a URL path, not a secret
 NOTIFICATIONS_PATH = "/api/v1.0/notifications/taxpayer"
@@ -57,14 +60,24 @@ def whole_seconds(timestamp: float) -> datetime:
 class MyInvoisApi:
     """Token and Get Notifications calls of one MyInvois client (taxpayer or intermediary)."""
 
-    def __init__(self, account: MyInvoisAccount, http: UpstreamClient) -> None:
-        if http.budget is None:
-            raise ValueError("a MyInvois client needs a rate budget")
+    def __init__(
+        self, account: MyInvoisAccount, http: UpstreamClient, shared: SharedClient
+    ) -> None:
         self.account = account
         self.http = http
-        self.budget: SlidingWindowBudget = http.budget
-        self.tokens = TokenCache(self._fetch_token, http.clock)
+        self.shared = shared
+        self.budget: FairBudget = shared.notifications
+        self.logins: FairBudget = shared.logins
+        self.tokens = shared.tokens_for(account.on_behalf_of or "", self._fetch_token, http.clock)
         self._rejected = False  # the last page request got 401
+
+    def needs_login(self) -> bool:
+        """No live token for this (client, TIN): the next call logs in first."""
+        return not self.tokens.valid()
+
+    def login(self) -> None:
+        """Log in now (the caller has taken the login budget); a live token is kept."""
+        self.tokens.get()
 
     def _fetch_token(self) -> tuple[str, float]:
         headers = {"Accept": "application/json"}
@@ -118,6 +131,8 @@ class MyInvoisApi:
         if code == 200:
             return response.content
         if code == 403:
+            # The permission may have been granted since this token was issued: log in again.
+            self.tokens.invalidate()
             raise ForbiddenError(f"myinvois {name}: 403 on notifications")
         if code == 400:
             page_size_named, target = _error_target(response.content)

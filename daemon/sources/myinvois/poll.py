@@ -23,8 +23,11 @@ error and the same page is asked for again.
 :class:`MyInvoisPoller` is one ``tick`` = at most one page request. Where its windows
 come from is a :class:`Cursor`: :class:`WatermarkCursor` (the live poll) or
 :class:`RangeCursor` (``drainer backfill``: a fixed range, the watermark left alone).
-The rate budget lives in the account's UpstreamClient and is taken before every page
-request; token requests (about one an hour, on the identity endpoint) are not counted.
+The budgets are the Client ID's, shared with every taxpayer of that client
+(:mod:`daemon.sources.myinvois.shared`): the login budget before a login, the
+notifications budget before every page. A tick never waits for them: it returns the
+wait, and its place in line is kept, so taxpayers sharing a client take turns and a busy
+one's backlog (one page per tick) cannot starve the quiet ones.
 
 Refusals: a 403 backs off (capped at REFUSED_CAP, named in /readyz while it lasts,
 counted in ``drainer_upstream_forbidden_total``) and the same page is asked for again, so
@@ -57,9 +60,10 @@ from daemon.errors import (
 )
 from daemon.metrics import Metrics
 from daemon.settings import MyInvoisAccount
-from daemon.sources.budget import SlidingWindowBudget
+from daemon.sources.budget import SharedBudgets
 from daemon.sources.http import UpstreamClient
 from daemon.sources.myinvois.api import MyInvoisApi, TokenRejectedError, parse_page
+from daemon.sources.myinvois.shared import shared_client
 from daemon.sources.myinvois.window import Cursor, Window, WindowBatch, build_batch
 from daemon.spool import SpoolLog
 from daemon.worker import Backoff, Health
@@ -111,6 +115,29 @@ class MyInvoisPoller:
         self._refused = refused_backoff or new_refused_backoff()
         self.page_size = account.page_size  # halved when the server refuses it
         self._next_poll = 0.0
+        # Turns: since when the next request is due, whether it waits for its turn in the
+        # shared budget, and the longest such wait (for tests and the benchmark).
+        self.due_at = 0.0
+        self.waiting_turn = False
+        self.longest_wait = 0.0
+        if role == "poller":
+            api.shared.join(account.name, self.schedule_lag)
+
+    def schedule_lag(self, now: float) -> float:
+        """Seconds this taxpayer is behind its interval: the current window should have
+        been finished (or the next one started) ``interval`` after the last one started.
+
+        Budget-bound taxpayers sit at about N/B - interval; a backlog the budget cannot
+        read makes it grow. Read from the metrics thread: plain attribute reads.
+        """
+        window = self.window
+        if window is not None:
+            due = window.started + self.account.interval
+        elif self._next_poll > 0:
+            due = self._next_poll
+        else:
+            return 0.0
+        return max(0.0, now - due)
 
     def tick(self, now: float) -> float:
         if self.window is None:
@@ -126,6 +153,7 @@ class MyInvoisPoller:
                 self._next_poll = now + self.account.interval
                 return self.account.interval
             self.window.started = now
+            self.due_at = self._next_poll if 0 < self._next_poll <= now else now
         if not self.window.complete:
             wait = self._read_page(self.window, now)
             if not self.window.complete:
@@ -136,11 +164,35 @@ class MyInvoisPoller:
         self.last_error = exc
         self.health.failed(str(exc), now)
         if isinstance(exc, RateLimitedError):
-            return max(0.0, exc.retry_at - now)
-        return self._backoff.next()
+            wait = max(0.0, exc.retry_at - now)
+        else:
+            wait = self._backoff.next()
+        self.due_at = now + wait
+        return wait
+
+    def _take_turn(self, now: float) -> float:
+        """Log in if needed and take one page from the shared budget; 0 or the wait."""
+        who = self.account.name
+        if self.api.needs_login():
+            wait = self.api.logins.try_acquire(now, who)
+            if wait > 0:
+                self.waiting_turn = True
+                return wait
+            self.api.login()  # one login per (client, TIN) and token lifetime
+        wait = self.api.budget.try_acquire(now, who)
+        if wait > 0:
+            self.waiting_turn = True
+            return wait
+        if self.waiting_turn:
+            self.longest_wait = max(self.longest_wait, now - self.due_at)
+        self.waiting_turn = False
+        return 0.0
 
     def _read_page(self, window: Window, now: float) -> float:
-        wait = self.api.budget.try_acquire(now)
+        try:
+            wait = self._take_turn(now)
+        except UpstreamError as exc:  # the login failed
+            return self._failed(exc, now)
         if wait > 0:
             return wait
         self.requests += 1
@@ -161,6 +213,7 @@ class MyInvoisPoller:
         except UpstreamError as exc:
             return self._failed(exc, now)
         window.add_page(items, has_next, datetime.fromtimestamp(self.wall_clock(), tz=UTC))
+        self.due_at = now  # the next page is due at once; it queues for its turn
         self._backoff.reset()  # the next fault starts from a short backoff again
         self._refused.reset()
         self.metrics.refusals.record("myinvois", self.account.name, "bad_request", False)
@@ -188,7 +241,9 @@ class MyInvoisPoller:
             self.metrics.refusals.record("myinvois", self.account.name, "bad_request", True)
         self.last_error = exc
         self.health.refused(str(exc), now)
-        return self._refused.next()
+        wait = self._refused.next()
+        self.due_at = now + wait
+        return wait
 
     def _publish(self, window: Window, now: float) -> float:
         """Spool the finished window with the watermark it earns; the publisher does the rest."""
@@ -246,9 +301,21 @@ def build_api(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     requests_per_minute: int | None = None,
+    budgets: SharedBudgets | None = None,
 ) -> MyInvoisApi:
-    """The account's API client with its own spread per-minute budget."""
-    rate = requests_per_minute or account.requests_per_minute
-    budget = SlidingWindowBudget(rate, 60.0, spread=True)
-    http = UpstreamClient("myinvois", account.name, metrics, budget, clock, wall_clock)
-    return MyInvoisApi(account, http)
+    """The account's API client, on its Client ID's shared budgets and tokens.
+
+    ``budgets`` is the process's one :class:`SharedBudgets` (built once in wiring); without
+    it (``drainer backfill``, tests) the account gets a client of its own.
+    """
+    shared = shared_client(account, budgets or SharedBudgets(), metrics, clock, requests_per_minute)
+    http = UpstreamClient(
+        "myinvois",
+        account.name,
+        metrics,
+        shared.notifications.budget,
+        clock,
+        wall_clock,
+        endpoint_budgets={"token": shared.logins.budget},
+    )
+    return MyInvoisApi(account, http, shared)
