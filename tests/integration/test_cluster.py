@@ -1,11 +1,9 @@
-"""Redis Cluster: a real 3-master cluster started here; the sink, leases and a CLI drain."""
+"""Redis Cluster: a real 3-master cluster started here; the sink and leases (the CLI: tests/e2e)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,18 +13,13 @@ from redis.cluster import RedisCluster
 
 from daemon.commands.demo.localredis import find_redis_server, free_port
 from daemon.envelope import StreamEntry
-from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, related_key
 from daemon.sink.connect import connect
 from daemon.sink.lease import Lease, lease_key
 from tests.helpers import (
-    Daemon,
     assert_redis_config_error,
-    stream_entries,
     wait_for,
-    wait_settled,
-    write_config,
 )
 
 STREAM = "drainer:{docplanner}"
@@ -181,39 +174,6 @@ def test_inconsistent_cluster_settings_are_one_line_config_errors(
     if not toml.startswith("url"):
         toml = 'url = "redis://127.0.0.1:7000/0"\n' + toml
     assert_redis_config_error(tmp_path, toml, key)
-
-
-def test_docplanner_drain_on_cluster_is_exactly_once(tmp_path: Path, cluster: list[int]) -> None:
-    """The real CLI on a redis+cluster:// url drains 2 x 1,500 notifications exactly once."""
-    url = "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in cluster)
-    client = connect(RedisSettings(url=url))
-    client.flushall()
-    clients = [DocPlannerClient(client_id=f"{n}-id", client_secret=f"{n}-secret") for n in "ab"]
-    with DocPlannerSandbox(clients=clients) as sandbox:
-        for name in "ab":
-            sandbox.enqueue(f"{name}-id", 1500)
-        accounts = [
-            {
-                "name": name,
-                "base_url": sandbox.base_url,
-                "client_id": f"{name}-id",
-                "client_secret": f"{name}-secret",
-                "idle_interval": "200ms",
-            }
-            for name in "ab"
-        ]
-        config = write_config(tmp_path / "drainer.toml", url, docplanner=accounts)
-        with Daemon(config) as daemon:
-            wait_for(lambda: client.xlen(STREAM) >= 3000, 40, "3,000 entries")
-            wait_settled(daemon)
-            assert daemon.stop() == 0
-        handed = {name: sandbox.handed_out(f"{name}-id") for name in "ab"}
-    entries = stream_entries(client, STREAM)  # type: ignore[arg-type]  # same API on a cluster
-    client.close()
-    assert max(Counter(e["event_id"] for e in entries).values()) == 1
-    for name in "ab":
-        payloads = [json.loads(e["payload"]) for e in entries if e["account"] == name]
-        assert payloads == handed[name] and len(payloads) == 1500
 
 
 def test_durability_waits_per_shard_on_cluster(client: RedisCluster) -> None:

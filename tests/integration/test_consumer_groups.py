@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -14,11 +13,9 @@ from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.metrics_groups import ConsumerGroupCollector
-from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
 from daemon.sink.groups import group_stats, read_groups, read_stream_groups
 from daemon.sink.retention import RetentionWorker, consumer_group_floor, parse_id
-from tests.helpers import Daemon, dp_account, wait_for, write_config
 
 STREAM = "drainer:{docplanner}"
 Samples = dict[tuple[str, str, str], float]  # (name, stream, group) -> value
@@ -59,38 +56,6 @@ def read(client: redis.Redis, group: str, count: int, ack: bool = True) -> list[
     if ack and ids:
         client.xack(STREAM, group, *ids)
     return ids
-
-
-def test_a_group_that_stops_reading_shows_growing_lag_in_metrics(
-    tmp_path: Path, redis_server: LocalRedis, redis_client: redis.Redis
-) -> None:
-    """The daemon's /metrics: lag 0 while a group keeps up, then growing once it stops."""
-    with DocPlannerSandbox(clients=[DocPlannerClient("pl-id", "pl-secret-value")]) as sandbox:
-        config = write_config(
-            tmp_path / "drainer.toml", redis_server.url, docplanner=[dp_account("pl", sandbox)]
-        )
-        with Daemon(config) as daemon:
-
-            def lag() -> float | None:
-                return group_samples(daemon.metrics()).get(
-                    ("drainer_consumer_group_lag", STREAM, "billing")
-                )
-
-            sandbox.enqueue("pl-id", 100)
-            wait_for(lambda: redis_client.xlen(STREAM) == 100, 30, "100 entries")
-            redis_client.xgroup_create(STREAM, "billing", id="0")
-            reply = redis_client.xreadgroup("billing", "w1", {STREAM: ">"}, count=1000)
-            redis_client.xack(STREAM, "billing", *[i for i, _ in reply[0][1]])
-            wait_for(lambda: lag() == 0, 10, "lag 0 while the group keeps up")
-            sandbox.enqueue("pl-id", 200)  # billing has stopped reading
-            wait_for(lambda: lag() == 200, 30, "lag 200")
-            sandbox.enqueue("pl-id", 150)
-            wait_for(lambda: lag() == 350, 30, "lag 350")
-            samples = group_samples(daemon.metrics())
-            assert samples[("drainer_consumer_group_pending", STREAM, "billing")] == 0
-            assert samples[("drainer_consumer_group_consumers", STREAM, "billing")] == 1
-            assert samples[("drainer_consumer_group_lost_entries", STREAM, "billing")] == 0
-            assert daemon.stop() == 0
 
 
 def test_pending_entries_and_their_age_are_exported(client: redis.Redis) -> None:

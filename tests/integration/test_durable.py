@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from daemon.sink.durability import NO_WAIT, NodeFacts, Policy, Topology, Wait, r
 from daemon.sink.failures import is_transient
 from daemon.spool import SpoolBudget, SpoolLog
 from daemon.worker import Backoff
-from tests.helpers import assert_redis_config_error, online_replicas, wait_for, write_config
+from tests.helpers import assert_redis_config_error, online_replicas, wait_for
 
 STREAM = "drainer:{docplanner}"
 DEADLETTER = "drainer:{deadletter}"
@@ -118,24 +117,6 @@ def test_master_with_a_replica_gets_a_replica_wait(pair: tuple[LocalRedis, Local
     assert facts is not None and facts.connected_replicas == 1
     assert [log["event"] for log in logs] == ["redis.durability"]
     assert logs[0]["wait"].startswith("WAIT for the connected replicas (now 1")
-
-
-def test_aof_durability_on_a_server_without_waitaof_is_a_config_error(
-    tmp_path: Path, redis_server: LocalRedis
-) -> None:
-    """durability = "aof" on Redis < 7.2: ``drainer run`` exits 2 with a line naming the key."""
-    config = write_config(tmp_path / "drainer.toml", redis_server.url)
-    text = config.read_text().replace("[redis]\n", '[redis]\ndurability = "aof"\n', 1)
-    config.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2, done.stderr
-    assert 'redis.durability = "aof" needs WAITAOF' in done.stderr
 
 
 @pytest.mark.parametrize(

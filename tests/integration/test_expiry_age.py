@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from daemon.commands.demo.localredis import LocalRedis
 from daemon.metrics import Metrics
-from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sources.docplanner.expand import PullExpander
 from daemon.spool import RawBatch
-from tests.helpers import Daemon, dp_account, wait_for, write_config
 
 NAME = "drainer_docplanner_oldest_event_age_seconds"
 
@@ -82,28 +77,3 @@ def test_batch_without_valid_times_anchors_at_the_pull() -> None:
     _, registry, _, expand = setup(50_000.0)
     expand(RawBatch(40_000.0, "pull", b'{"notifications": [{"bad": 1}], "remaining": 4}', 1))
     assert scrape(registry) == 10_000.0
-
-
-def served_age(daemon: Daemon) -> float:
-    series = f'{NAME}{{account="pl",source="docplanner"}}'
-    match = re.search(rf"^{re.escape(series)} (\S+)$", daemon.metrics(), re.M)
-    assert match, "expiry age not exported"
-    return float(match.group(1))
-
-
-def test_daemon_age_keeps_growing_while_upstream_fails(
-    tmp_path: Path, redis_server: LocalRedis
-) -> None:
-    """One pull leaves 150 queued, then every pull fails: /metrics shows the age growing."""
-    with DocPlannerSandbox(clients=[DocPlannerClient("pl-id", "pl-secret-value")]) as sandbox:
-        sandbox.faults.script(["ok"] + ["503"] * 100_000)
-        sandbox.enqueue("pl-id", 250)
-        config = write_config(
-            tmp_path / "drainer.toml", redis_server.url, docplanner=[dp_account("pl", sandbox)]
-        )
-        with Daemon(config) as daemon:
-            wait_for(lambda: served_age(daemon) > 0, 20, "an age after the first pull")
-            first = served_age(daemon)
-            wait_for(lambda: served_age(daemon) > first + 1, 20, "the age to grow")
-            assert sandbox.queue_length("pl-id") == 150
-            assert daemon.stop() == 0

@@ -1,10 +1,8 @@
-"""Redis Sentinel: a master and one sentinel started here; url and table forms, a CLI drain."""
+"""Redis Sentinel: a master and one sentinel started here; url and table forms (CLI: tests/e2e)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,18 +10,13 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis, find_redis_server, free_port
-from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSentinelSettings, RedisSettings
 from daemon.sink import RedisSink
 from daemon.sink.connect import connect, describe
 from tests.helpers import (
-    Daemon,
     assert_redis_config_error,
     online_replicas,
-    stream_entries,
     wait_for,
-    wait_settled,
-    write_config,
 )
 
 STREAM = "drainer:{docplanner}"
@@ -124,35 +117,3 @@ def test_inconsistent_sentinel_settings_are_one_line_config_errors(
 ) -> None:
     """A url and a table at once, no master name, a bad host, no hosts: one line naming the key."""
     assert_redis_config_error(tmp_path, toml, key)
-
-
-def test_docplanner_drain_through_sentinel_is_exactly_once(
-    tmp_path: Path, sentinel: tuple[LocalRedis, int]
-) -> None:
-    """The real CLI on a redis+sentinel:// url drains 2,000 notifications exactly once."""
-    master, port = sentinel
-    direct = redis.Redis(port=master.port, db=0)
-    direct.flushdb()
-    clients = [DocPlannerClient(client_id="pl-id", client_secret="pl-secret")]
-    with DocPlannerSandbox(clients=clients) as sandbox:
-        sandbox.enqueue("pl-id", 2000)
-        account = {
-            "name": "pl",
-            "base_url": sandbox.base_url,
-            "client_id": "pl-id",
-            "client_secret": "pl-secret",
-            "idle_interval": "200ms",
-        }
-        url = f"redis+sentinel://127.0.0.1:{port}/mymaster/0"
-        config = write_config(tmp_path / "drainer.toml", url, docplanner=[account])
-        with Daemon(config) as daemon:
-            wait_for(lambda: direct.xlen(STREAM) >= 2000, 40, "2,000 entries")
-            wait_settled(daemon)
-            assert daemon.get("/readyz") == 200
-            assert daemon.stop() == 0
-        handed = sandbox.handed_out("pl-id")
-    entries = stream_entries(direct, STREAM)
-    direct.close()
-    assert max(Counter(e["event_id"] for e in entries).values()) == 1
-    assert [json.loads(e["payload"]) for e in entries] == handed
-    assert len(handed) == 2000

@@ -5,16 +5,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import structlog
 
-from daemon.commands.demo.localredis import LocalRedis
 from daemon.logs import SecretScrubber, configure_logging, journal_stream
-from tests.helpers import ROOT, write_config
 
 
 def test_json_lines_and_secret_scrubbing() -> None:
@@ -92,33 +87,3 @@ def test_journal_stream_must_name_stdout(tmp_path: Path) -> None:
         assert journal_stream(f"{info.st_dev}:{info.st_ino}", stream)
         assert not journal_stream(f"{foreign.st_dev}:{foreign.st_ino}", stream)
         assert not journal_stream("garbage", stream) and not journal_stream(None, stream)
-
-
-def test_port_in_use_is_one_error_line_at_priority_err(
-    tmp_path: Path, redis_server: LocalRedis
-) -> None:
-    """`drainer run` on a busy port: exit 1, one line (priority <3> for journald), no traceback."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        config = write_config(tmp_path / "drainer.toml", redis_server.url, listen_port=port)
-        log_path = tmp_path / "journal"
-        with log_path.open("wb") as journal:
-            info = os.fstat(journal.fileno())
-            result = subprocess.run(
-                [sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                stdout=journal,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}"},
-                cwd=ROOT,
-                timeout=60,
-                check=False,
-            )
-    output = log_path.read_text()
-    assert result.returncode == 1, output
-    assert "Traceback" not in output
-    (line,) = output.splitlines()
-    assert line.startswith("<3>{")
-    fatal = json.loads(line[3:])
-    assert fatal["event"] == "drainer.fatal" and f"127.0.0.1:{port}" in fatal["error"]

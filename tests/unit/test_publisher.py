@@ -88,25 +88,30 @@ def test_the_watermark_advances_only_after_its_window_is_published(tmp_path: Pat
 
 def test_a_failed_watermark_write_keeps_the_window_spooled(tmp_path: Path) -> None:
     """Entries published but the watermark write failed: the record stays and is sent again."""
-    sink = FakeSink()
+    sink = FakeSink(fail_watermark=1)
     publisher = make(tmp_path, sink, watermark_stream=STREAM)
     publisher.spool.append(entries("a"), watermark=1_790_000_000.0)
-    sink.fail = 0
-    original = sink.advance_watermark
-    calls = []
-
-    def flaky(stream: str, account: str, moment: datetime) -> None:
-        calls.append(moment)
-        if len(calls) == 1:
-            sink.fail = 1
-        original(stream, account, moment)
-
-    sink.advance_watermark = flaky  # type: ignore[method-assign]
     publisher.tick(0.0)
     assert publisher.spool.pending_records == 1 and sink.watermarks == {}
+    assert [e.event_id for e in sink.streams[STREAM]] == ["a"]
     publisher.tick(1.0)
     assert publisher.spool.pending_records == 0 and len(sink.watermarks) == 1
     assert publisher.duplicates == 1, "the entry went out once; the retry was de-duplicated"
+
+
+def test_the_fake_sink_sends_runs_in_order_then_the_watermark(tmp_path: Path) -> None:
+    """One tick: each run of one stream in spool order, then the watermark, last."""
+    sink = FakeSink()
+    publisher = make(tmp_path, sink, watermark_stream=STREAM)
+    publisher.spool.append([*entries("a", "b"), *entries("x", stream=DEAD), *entries("c")])
+    publisher.spool.append(entries("d"), watermark=1_790_000_000.0)
+    publisher.tick(0.0)
+    assert sink.calls == [
+        ("entries", STREAM, ("a", "b")),
+        ("entries", DEAD, ("x",)),
+        ("entries", STREAM, ("c", "d")),
+        ("watermark", STREAM, "acme"),
+    ]
 
 
 def test_a_raw_record_without_an_expander_is_a_broken_invariant(tmp_path: Path) -> None:

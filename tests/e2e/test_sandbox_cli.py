@@ -18,7 +18,7 @@ import requests
 
 from daemon.sandbox import cli
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
