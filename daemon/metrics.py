@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from daemon import __version__
+from daemon.envelope.batch import Expansion
 from daemon.errors import SinkError
 from daemon.metrics_refusals import RefusalMetrics
 from daemon.revision import revision
@@ -358,3 +359,25 @@ def exported_names(registry: CollectorRegistry) -> set[str]:
         for sample in family.samples:
             names.add(sample.name)
     return names
+
+
+class DocPlannerIntake:
+    """Counts what each spooled DocPlanner pull body gave (the ``observe`` callback of
+    :class:`daemon.envelope.batch.PullExpander`): received, dead letters, the queue left
+    upstream and the expiry age's anchor."""
+
+    def __init__(self, metrics: Metrics, account: str) -> None:
+        self.metrics = metrics
+        self.account = account
+        self._labels = {"source": "docplanner", "account": account}
+
+    def __call__(self, expansion: Expansion) -> None:
+        for reason, count in expansion.reasons.items():
+            self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
+        if expansion.remaining is None:  # unreadable whole: dead-lettered, nothing counted
+            return
+        self.metrics.events_received.labels(**self._labels).inc(expansion.received)
+        self.metrics.docplanner_queue_remaining.labels(**self._labels).set(expansion.remaining)
+        self.metrics.docplanner_expiry.observe(
+            self.account, expansion.pulled_at, expansion.remaining, expansion.newest
+        )

@@ -24,7 +24,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.commands.status_upstream import upstream_lines, upstream_said
-from daemon.envelope import PullBatch, parse_pull_body
+from daemon.envelope.docplanner import PullBatch, parse_pull_body
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import connect, related_key
 from daemon.sink.failures import REDIS_ERRORS

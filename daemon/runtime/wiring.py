@@ -19,8 +19,9 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import CollectorRegistry
 
+from daemon.envelope.batch import PullExpander
 from daemon.errors import ConfigError, RedisCommandError, SinkError
-from daemon.metrics import Metrics, StreamLengthCollector
+from daemon.metrics import DocPlannerIntake, Metrics, StreamLengthCollector
 from daemon.metrics_groups import ConsumerGroupCollector
 from daemon.metrics_process import register_process_metrics
 from daemon.publisher import Publisher
@@ -32,7 +33,6 @@ from daemon.sink.health import ProbeAgeCollector, RedisProbe
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
-from daemon.sources.docplanner.expand import PullExpander
 from daemon.sources.docplanner.pull import DocPlannerPuller
 from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.docplanner.release import ReleaseScheduler
@@ -161,9 +161,8 @@ def _spool_and_publisher(
 def _docplanner(parts: Parts, account: DocPlannerAccount, keep: Account | None) -> Account:
     streams = parts.settings.streams
     if keep is None:
-        expand = PullExpander(
-            account.name, streams.docplanner, streams.deadletter, parts.metrics, parts.wall_clock
-        )
+        intake = DocPlannerIntake(parts.metrics, account.name)
+        expand = PullExpander(account.name, streams.docplanner, streams.deadletter, intake)
         spool, publisher = _spool_and_publisher(parts, "docplanner", account.name, expand=expand)
     else:
         spool, publisher = keep.spool, keep.publisher

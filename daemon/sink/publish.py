@@ -27,7 +27,7 @@ import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import DurabilityError
 from daemon.settings import RedisSettings, Settings
 from daemon.sink.connect import RedisClient, describe

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import SpoolError, SpoolFullError
 from daemon.spool.files import (
     fsync_dir,

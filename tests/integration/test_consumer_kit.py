@@ -18,7 +18,7 @@ import redis
 import requests
 
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import docplanner_entry
+from daemon.envelope.docplanner import docplanner_entry
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from drainer_consumer import Consumer, DeadLetter, Event, parse_entry
 from drainer_consumer.contract import published

@@ -10,9 +10,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.metrics import Metrics
+from daemon.envelope.batch import PullExpander
+from daemon.metrics import DocPlannerIntake, Metrics
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
-from daemon.sources.docplanner.expand import PullExpander
 from daemon.spool import RawBatch
 from tests.helpers import Daemon, dp_account, wait_for, write_config
 
@@ -47,7 +47,7 @@ def setup(now: float) -> tuple[Clock, CollectorRegistry, Metrics, PullExpander]:
     clock = Clock(now)
     registry = CollectorRegistry()
     metrics = Metrics(registry, [("docplanner", "pl")], wall_clock=clock)
-    expand = PullExpander("pl", "s", "dl", metrics, clock)
+    expand = PullExpander("pl", "s", "dl", DocPlannerIntake(metrics, "pl"))
     return clock, registry, metrics, expand
 
 

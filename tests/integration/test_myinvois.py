@@ -18,7 +18,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import myinvois_order_key
+from daemon.envelope.myinvois import myinvois_order_key
 from daemon.errors import AuthError, BadRequestError, ForbiddenError
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher

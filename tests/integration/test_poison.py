@@ -12,7 +12,8 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import StreamEntry, docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
+from daemon.envelope.entries import StreamEntry
 from daemon.metrics import Metrics
 from daemon.publisher import SET_ASIDE_AFTER, Publisher
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.errors import SpoolError
 from daemon.metrics import Metrics
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
