@@ -21,9 +21,11 @@ from prometheus_client import CollectorRegistry
 
 from daemon.envelope.batch import PullExpander
 from daemon.errors import ConfigError, RedisCommandError, SinkError
-from daemon.metrics import DocPlannerIntake, Metrics, StreamLengthCollector
-from daemon.metrics_groups import ConsumerGroupCollector
-from daemon.metrics_process import register_process_metrics
+from daemon.metrics import Metrics
+from daemon.metrics.collectors import StreamLengthCollector
+from daemon.metrics.docplanner import DocPlannerIntake
+from daemon.metrics.groups import ConsumerGroupCollector
+from daemon.metrics.process import register_process_metrics
 from daemon.publisher import Publisher
 from daemon.runtime.parts import Account, Parts
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings

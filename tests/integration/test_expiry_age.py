@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope.batch import PullExpander
-from daemon.metrics import DocPlannerIntake, Metrics
+from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.spool import RawBatch
 from tests.helpers import Daemon, dp_account, wait_for, write_config

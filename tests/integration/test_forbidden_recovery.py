@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope.batch import PullExpander
 from daemon.envelope.docplanner import docplanner_event_id
-from daemon.metrics import DocPlannerIntake, Metrics
+from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.publisher import Publisher
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import DocPlannerAccount

@@ -14,7 +14,8 @@ from daemon.envelope.batch import PullExpander
 from daemon.envelope.codec import InexactJsonError, canonical_json
 from daemon.envelope.docplanner import PullBatch, docplanner_event_id, parse_pull_body
 from daemon.envelope.entries import Invalid, StreamEntry
-from daemon.metrics import DocPlannerIntake, Metrics
+from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.spool import RawBatch
 
 # Computed with the json-module implementation (before orjson), never to be edited.

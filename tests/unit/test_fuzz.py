@@ -33,7 +33,8 @@ from daemon.envelope.docplanner import (
 from daemon.envelope.entries import Invalid
 from daemon.envelope.myinvois import check_myinvois, myinvois_entry
 from daemon.envelope.salvage import UNREADABLE_WHOLE
-from daemon.metrics import DocPlannerIntake, Metrics
+from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.myinvois.window import Window, build_batch
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog

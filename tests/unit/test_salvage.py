@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from daemon.envelope.batch import PullExpander
 from daemon.envelope.salvage import salvage
 from daemon.errors import TransientError
-from daemon.metrics import DocPlannerIntake, Metrics
+from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.sources.myinvois.api import parse_page
 from daemon.sources.myinvois.window import Window, build_batch
 from daemon.spool import RawBatch
