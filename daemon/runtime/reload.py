@@ -30,10 +30,10 @@ import structlog
 
 from daemon.errors import DrainerError
 from daemon.logs import scrub_also
+from daemon.runtime import leased
 from daemon.runtime.parts import Account
 from daemon.runtime.wiring import open_account
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
-from daemon.sink import lease
 
 if TYPE_CHECKING:
     from daemon.runtime.run import Runtime
@@ -193,7 +193,7 @@ class Reloader:
                     self._open(retiring.then)
 
     def _close(self, account: Account) -> None:
-        lease.release_all(account.leases)  # the other node takes over at once
+        leased.release_all(account.leases)  # the other node takes over at once
         for client in account.clients:
             client.close()
 

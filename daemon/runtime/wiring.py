@@ -27,6 +27,7 @@ from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.metrics.groups import ConsumerGroupCollector
 from daemon.metrics.process import register_process_metrics
 from daemon.publisher import Publisher
+from daemon.runtime import leased
 from daemon.runtime.parts import Account, Parts
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
@@ -88,7 +89,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     budget = SpoolBudget(settings.spool.max_bytes)
     parts = Parts(settings, metrics, registry, client, sink, budget, probe)
     if settings.redis.leases:  # intake works only while holding its account's lease
-        parts.lease_token, parts.lease_gauge = lease.identity(), lease.lease_gauge(registry)
+        parts.lease_token, parts.lease_gauge = lease.identity(), leased.lease_gauge(registry)
         log.info("lease.enabled", identity=parts.lease_token, ttl=settings.redis.lease_ttl)
     for dp in settings.docplanner:
         parts.attach(open_account(parts, dp))
@@ -122,7 +123,7 @@ def open_account(
         account = _myinvois(parts, settings, keep)
     if parts.lease_token is not None:
         streams = parts.settings.streams
-        account.intake, account.leases = lease.wrap(
+        account.intake, account.leases = leased.wrap(
             account.intake,
             parts.redis,
             {"docplanner": streams.docplanner, "myinvois": streams.myinvois},

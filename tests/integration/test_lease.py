@@ -17,10 +17,11 @@ import requests
 from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
+from daemon.runtime.leased import LeasedWorker
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import RedisSettings
 from daemon.sink.connect import connect
-from daemon.sink.lease import Lease, LeasedWorker, lease_key
+from daemon.sink.lease import Lease, lease_key
 from daemon.worker import Health
 from tests.helpers import Daemon, stream_entries, wait_for, wait_settled, write_config
 

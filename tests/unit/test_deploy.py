@@ -23,9 +23,9 @@ from daemon.metrics.collectors import StreamLengthCollector
 from daemon.metrics.groups import ConsumerGroupCollector, GroupStats, StreamGroups
 from daemon.metrics.process import register_process_metrics
 from daemon.metrics.registry import exported_names
+from daemon.runtime.leased import wrap
 from daemon.server.stats import HttpMetrics
 from daemon.sink.durability import ReplicationWatch
-from daemon.sink.lease import wrap
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "notification-drainer.json"
