@@ -63,11 +63,6 @@ def myinvois_created(item: dict[str, Any]) -> datetime:
     return moment.astimezone(UTC)
 
 
-def myinvois_order_key(item: dict[str, Any]) -> tuple[datetime, str]:
-    """Oldest first: creationDateTime, then notificationId."""
-    return (myinvois_created(item), str(item["notificationId"]))
-
-
 def myinvois_event_id(account: str, notification_id: str) -> str:
     return f"myinvois:{account}:{notification_id}"
 

@@ -246,13 +246,3 @@ class Metrics:
         else:
             self.myinvois_watermark.labels(source=source, account=account)
             self.myinvois_page_size_reduced.labels(source=source, account=account)
-
-
-def exported_names(registry: CollectorRegistry) -> set[str]:
-    """Every sample name the registry exports (for dashboard and alert-rule tests)."""
-    names: set[str] = set()
-    for family in registry.collect():
-        names.add(family.name)
-        for sample in family.samples:
-            names.add(sample.name)
-    return names

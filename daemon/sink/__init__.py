@@ -18,6 +18,7 @@ from daemon.sink.publish import (
     WatermarkUpdate,
     connect,
     related_key,
+    watermark_key,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "WatermarkUpdate",
     "connect",
     "related_key",
+    "watermark_key",
 ]

@@ -64,6 +64,11 @@ def related_key(stream: str, suffix: str) -> str:
     return f"{{{stream}}}:{suffix}"
 
 
+def watermark_key(stream: str, account: str) -> str:
+    """Where a MyInvois account's watermark is kept: beside its stream, in its hash slot."""
+    return related_key(stream, f"watermark:{account}")
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     published: int
@@ -216,7 +221,7 @@ class RedisSink:
             if watermark is not None:
                 # Only once every entry is in Redis, durably: a failed run above raised, so
                 # the watermark never moves past a window that is not wholly published.
-                key = related_key(watermark.stream, f"watermark:{watermark.account}")
+                key = watermark_key(watermark.stream, watermark.account)
                 name, node = self._node_for(key)
                 wait, _ = self._wait_for(name, node)
                 pipe = node.pipeline(transaction=False)
@@ -289,7 +294,7 @@ class RedisSink:
 
     def get_watermark(self, stream: str, account: str) -> datetime | None:
         try:
-            raw = self.client.get(related_key(stream, f"watermark:{account}"))
+            raw = self.client.get(watermark_key(stream, account))
         except REDIS_ERRORS as exc:
             raise translate(exc, "read") from None
         if raw is None:

@@ -22,7 +22,6 @@ from daemon.metrics import Metrics
 from daemon.metrics.collectors import StreamLengthCollector
 from daemon.metrics.groups import ConsumerGroupCollector, GroupStats, StreamGroups
 from daemon.metrics.process import register_process_metrics
-from daemon.metrics.registry import exported_names
 from daemon.runtime.leased import wrap
 from daemon.server.stats import HttpMetrics
 from daemon.sink.durability import ReplicationWatch
@@ -73,6 +72,16 @@ EXPECTED_ALERTS = {
     "SpoolRecordSetAside",
     "RedisMasterWithoutReplicas",
 }
+
+
+def exported_names(registry: CollectorRegistry) -> set[str]:
+    """Every sample name the registry exports."""
+    names: set[str] = set()
+    for family in registry.collect():
+        names.add(family.name)
+        for sample in family.samples:
+            names.add(sample.name)
+    return names
 
 
 def metric_names(expr: str) -> set[str]:
