@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 import structlog
 
-from daemon.sink import related_key
 from daemon.sink.connect import RedisClient
 from daemon.sink.failures import REDIS_ERRORS, Refusals
+from daemon.sink.keys import related_key
 
 log = structlog.get_logger("daemon.sink.lease")
 

@@ -46,27 +46,11 @@ from daemon.sink.durability import (
     resolve,
 )
 from daemon.sink.failures import REDIS_ERRORS, translate
+from daemon.sink.keys import related_key, watermark_key
 from daemon.sink.scripts import PUBLISH_SCRIPT, WATERMARK_SCRIPT
 
 # Kept for importers of the old name: every Redis error; daemon.sink.failures classifies them.
 TRANSIENT_REDIS_ERRORS = REDIS_ERRORS
-
-
-def related_key(stream: str, suffix: str) -> str:
-    """A key in the same hash slot as ``stream``.
-
-    ``drainer:{docplanner}`` -> ``drainer:{docplanner}:suffix`` (the tag is kept);
-    ``events`` (no tag) -> ``{events}:suffix`` (hashes like ``events`` itself).
-    """
-    start = stream.find("{")
-    if start != -1 and stream.find("}", start + 2) != -1:
-        return f"{stream}:{suffix}"
-    return f"{{{stream}}}:{suffix}"
-
-
-def watermark_key(stream: str, account: str) -> str:
-    """Where a MyInvois account's watermark is kept: beside its stream, in its hash slot."""
-    return related_key(stream, f"watermark:{account}")
 
 
 @dataclass(frozen=True, slots=True)
