@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from bench.common import Row
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.sink import RedisSink, connect

@@ -35,7 +35,7 @@ import requests
 from bench.common import Row, daemon_config, machine, start_daemon, table
 from bench.common import threads as thread_count
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.sandbox.events import NotificationFactory
 from daemon.sandbox.server import json_body

@@ -20,13 +20,14 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
+from daemon.envelope.batch import PullExpander
 from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.publisher import Publisher
 from daemon.sandbox.events import NotificationFactory
 from daemon.sandbox.server import json_body
 from daemon.sink import RedisSink, connect
 from daemon.sink.connect import RedisClient
-from daemon.sources.docplanner.expand import PullExpander
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
 
 STREAM, DEADLETTER = "drainer:{docplanner}", "drainer:{deadletter}"
@@ -44,7 +45,7 @@ def main(count: int) -> None:
         client: RedisClient = connect(server.url)  # as the daemon connects (HiredisPacker)
         metrics = Metrics(CollectorRegistry(), [("docplanner", "bench")])
         spool = SpoolLog(Path(tmp) / "spool", SpoolBudget(1 << 30))
-        expand = PullExpander("bench", STREAM, DEADLETTER, metrics)
+        expand = PullExpander("bench", STREAM, DEADLETTER, DocPlannerIntake(metrics, "bench"))
         sink = RedisSink(client, 86400.0, 0)
         publisher = Publisher(
             "docplanner", "bench", spool, sink, metrics, DEADLETTER, expand=expand

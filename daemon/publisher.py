@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from daemon.envelope import Invalid, StreamEntry, deadletter_entry, parse_time
+from daemon.envelope.entries import Invalid, StreamEntry, deadletter_entry, parse_time
 from daemon.errors import DurabilityError, InvariantError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
 from daemon.sink import RedisSink, WatermarkUpdate

@@ -33,11 +33,13 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
-from daemon.envelope import PullBatch, StreamEntry, loads, parse_pull_body, parse_time
+from daemon.envelope.batch import build_entries
+from daemon.envelope.codec import loads
+from daemon.envelope.docplanner import PullBatch, parse_pull_body
+from daemon.envelope.entries import StreamEntry, parse_time
 from daemon.errors import EXIT_FATAL, EXIT_OK, ConfigError, RedisCommandError, SinkError
 from daemon.settings import Settings, config_path, load_settings
 from daemon.sink import RedisSink, connect
-from daemon.sources.docplanner.expand import build_entries
 from daemon.sources.myinvois.window import normalise_item
 
 EXIT_NOT_FOUND = 3

@@ -24,19 +24,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 from daemon.errors import DrainerError
 from daemon.logs import scrub_also
-from daemon.runtime.parts import Account
+from daemon.runtime import leased
+from daemon.runtime.parts import Account, Parts
+from daemon.runtime.scheduler import Scheduler
 from daemon.runtime.wiring import open_account
+from daemon.server.listener import HttpFront
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
-from daemon.sink import lease
-
-if TYPE_CHECKING:
-    from daemon.runtime.run import Runtime
 
 log = structlog.get_logger("daemon.runtime.reload")
 
@@ -63,10 +62,21 @@ def configured(settings: Settings) -> dict[Key, AccountSettings]:
     return accounts
 
 
-class Reloader:
-    """Applies a re-read config to a running :class:`Runtime` (see the module docstring)."""
+class Running(Protocol):
+    """What the reloader needs of the running ``daemon.runtime.run.Runtime``."""
 
-    def __init__(self, runtime: Runtime, load: Callable[[], Settings] | None) -> None:
+    parts: Parts
+    server: HttpFront
+    intake: Scheduler
+    publishing: Scheduler
+
+    def start_account(self, account: Account) -> None: ...
+
+
+class Reloader:
+    """Applies a re-read config to a running :class:`Running` (see the module docstring)."""
+
+    def __init__(self, runtime: Running, load: Callable[[], Settings] | None) -> None:
         self.runtime = runtime
         self.parts = runtime.parts
         self.load = load
@@ -193,7 +203,7 @@ class Reloader:
                     self._open(retiring.then)
 
     def _close(self, account: Account) -> None:
-        lease.release_all(account.leases)  # the other node takes over at once
+        leased.release_all(account.leases)  # the other node takes over at once
         for client in account.clients:
             client.close()
         for hook in account.on_close:

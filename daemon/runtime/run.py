@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from daemon.errors import EXIT_FATAL, EXIT_OK, InvariantError
+from daemon.runtime import leased
 from daemon.runtime.parts import Account, Parts
 from daemon.runtime.reload import Reloader
 from daemon.runtime.scheduler import Scheduler, ThreadPool
@@ -30,8 +31,8 @@ from daemon.runtime.signals import SignalFlag
 from daemon.runtime.systemd import Notifier
 from daemon.runtime.wiring import detect_durability
 from daemon.server.listener import HttpFront
+from daemon.server.logbridge import install_process_logging
 from daemon.settings import Settings
-from daemon.sink import lease
 from daemon.worker import Worker
 
 log = structlog.get_logger("daemon.runtime.run")
@@ -69,6 +70,7 @@ class Runtime:
         self.intake = self._scheduler("intake", settings.runtime.workers)
         self.publishing = self._scheduler("publish", settings.runtime.publishers)
         self.reloader = Reloader(self, load)
+        install_process_logging()  # stdlib loggers and crashed threads into the JSON log
         self.server = HttpFront(
             settings.server,
             parts.registry,
@@ -106,7 +108,7 @@ class Runtime:
             reasons["shutdown"] = "stopping"
         detail: dict[str, Any] = {"not_ready": reasons} if reasons else {}
         if self.parts.settings.redis.leases:
-            detail["leases"] = lease.holders(self.parts.leases)
+            detail["leases"] = leased.holders(self.parts.leases)
         return (not reasons, detail)
 
     # --- accounts (start and reload) -----------------------------------------------------
@@ -174,7 +176,7 @@ class Runtime:
         self.parts.accepting.clear()
         self.intake.stop(INTAKE_JOIN)
         # The other node takes over at once instead of waiting for the TTL.
-        lease.release_all(self.parts.leases)
+        leased.release_all(self.parts.leases)
         self.reloader.close()
         deadline = started + STOP_BUDGET - 2.0
         # A publish call may be blocked up to the Redis socket timeout: let it finish, so

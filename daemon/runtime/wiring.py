@@ -19,11 +19,15 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import CollectorRegistry
 
+from daemon.envelope.batch import PullExpander
 from daemon.errors import ConfigError, RedisCommandError, SinkError
-from daemon.metrics import Metrics, StreamLengthCollector
-from daemon.metrics_groups import ConsumerGroupCollector
-from daemon.metrics_process import register_process_metrics
+from daemon.metrics import Metrics
+from daemon.metrics.collectors import StreamLengthCollector
+from daemon.metrics.docplanner import DocPlannerIntake
+from daemon.metrics.groups import ConsumerGroupCollector
+from daemon.metrics.process import register_process_metrics
 from daemon.publisher import Publisher
+from daemon.runtime import leased
 from daemon.runtime.parts import Account, Parts
 from daemon.settings import DocPlannerAccount, MyInvoisAccount, Settings
 from daemon.sink import RedisSink, connect, lease
@@ -32,7 +36,6 @@ from daemon.sink.health import ProbeAgeCollector, RedisProbe
 from daemon.sink.retention import RetentionWorker
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
-from daemon.sources.docplanner.expand import PullExpander
 from daemon.sources.docplanner.pull import DocPlannerPuller
 from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.docplanner.release import ReleaseScheduler
@@ -86,7 +89,7 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Part
     budget = SpoolBudget(settings.spool.max_bytes)
     parts = Parts(settings, metrics, registry, client, sink, budget, probe)
     if settings.redis.leases:  # intake works only while holding its account's lease
-        parts.lease_token, parts.lease_gauge = lease.identity(), lease.lease_gauge(registry)
+        parts.lease_token, parts.lease_gauge = lease.identity(), leased.lease_gauge(registry)
         log.info("lease.enabled", identity=parts.lease_token, ttl=settings.redis.lease_ttl)
     for dp in settings.docplanner:
         parts.attach(open_account(parts, dp))
@@ -120,7 +123,7 @@ def open_account(
         account = _myinvois(parts, settings, keep)
     if parts.lease_token is not None:
         streams = parts.settings.streams
-        account.intake, account.leases = lease.wrap(
+        account.intake, account.leases = leased.wrap(
             account.intake,
             parts.redis,
             {"docplanner": streams.docplanner, "myinvois": streams.myinvois},
@@ -161,9 +164,8 @@ def _spool_and_publisher(
 def _docplanner(parts: Parts, account: DocPlannerAccount, keep: Account | None) -> Account:
     streams = parts.settings.streams
     if keep is None:
-        expand = PullExpander(
-            account.name, streams.docplanner, streams.deadletter, parts.metrics, parts.wall_clock
-        )
+        intake = DocPlannerIntake(parts.metrics, account.name)
+        expand = PullExpander(account.name, streams.docplanner, streams.deadletter, intake)
         spool, publisher = _spool_and_publisher(parts, "docplanner", account.name, expand=expand)
     else:
         spool, publisher = keep.spool, keep.publisher

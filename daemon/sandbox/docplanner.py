@@ -17,68 +17,34 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
-from daemon.sandbox.clock import SandboxClock, iso_utc_offset
+from daemon.sandbox.clock import SandboxClock
+from daemon.sandbox.docplanner_wire import (
+    API_PREFIX,
+    ERROR_TYPE,
+    MEDIA_TYPE,
+    PUBLIC_IPS_PATH,
+    RELEASE_INTERVAL,
+    TOKEN_PATH,
+    Account,
+    DocPlannerClient,
+    error,
+    expire,
+    fault_response,
+    pull_response,
+    rate_headers,
+)
 from daemon.sandbox.events import NotificationFactory, malformed
-from daemon.sandbox.faults import RETRY_AFTER_SECONDS
 from daemon.sandbox.oauth import TokenStore, bearer, docplanner_token
-from daemon.sandbox.push import TOKEN_HEADER, PushEmitter
+from daemon.sandbox.push import PushEmitter
 from daemon.sandbox.ratelimit import SlidingWindow
-from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
+from daemon.sandbox.server import Request, Response, SandboxServer, json_body
 
-API_PREFIX = "/api/v3/integration"
-TOKEN_PATH = "/oauth/v2/token"  # noqa: S105 - a URL path, not a secret
-# [C SPEC Fundamentals] (docplanner-api-notes.md §5): the push source addresses, published
-# at https://www.{domain}/public/docs/public-ips.json as {"API": [...]}.
-PUBLIC_IPS_PATH = "/public/docs/public-ips.json"
-MEDIA_TYPE = "application/vnd.docplanner+json"
-ERROR_TYPE = "application/vnd.error+docplanner+json"
-EXPIRY_SECONDS = 72 * 3600  # [OAS]: "not pulled in 72 hours are marked as expired and deleted"
-RELEASE_INTERVAL = 3600  # [OAS] release: "allows to perform notifications release once per hour"
-_REASONS = {"500": "Internal Server Error", "503": "Service Unavailable"}
-
-
-@dataclass(frozen=True)
-class DocPlannerClient:
-    """One OAuth client; ``push_url`` set means DocPlanner pushes to it (release allowed).
-
-    ``enabled`` False: an API client "not enabled" ([OAS] release 403), until
-    :meth:`DocPlannerSandbox.set_enabled` enables it.
-    """
-
-    client_id: str
-    client_secret: str
-    push_url: str | None = None
-    push_token: str | None = None
-    push_header: str = TOKEN_HEADER  # the header agreed for the API key [C G-PVP]
-    enabled: bool = True
-
-
-@dataclass
-class _Account:
-    client: DocPlannerClient
-    window: SlidingWindow
-    queue: deque[tuple[float, Any, bytes | None]] = field(default_factory=deque)
-    handed_out: list[Any] = field(default_factory=list)
-    lost: list[Any] = field(default_factory=list)
-    expired: list[Any] = field(default_factory=list)
-    last_release: float | None = None
-
-
-def _error(
-    status: int, message: str, headers: dict[str, str] | None = None, errors: Any = None
-) -> Response:
-    """DocPlanner's error shape: ``{"errors": [...] or {...}, "message": "..."}``.
-
-    [G] /guide/fundamentals/errors.html: errors carry ``application/vnd.error+docplanner+json``.
-    """
-    body = {"errors": [] if errors is None else errors, "message": message}
-    return Response(status, json_body(body), ERROR_TYPE, dict(headers or {}))
+__all__ = ["DocPlannerClient", "DocPlannerSandbox"]
 
 
 class DocPlannerSandbox(SandboxServer):
@@ -111,7 +77,7 @@ class DocPlannerSandbox(SandboxServer):
         self.tokens = TokenStore()
         self.factory = NotificationFactory(seed)
         self.release_calls: list[tuple[str, int]] = []
-        self._accounts: dict[str, _Account] = {}
+        self._accounts: dict[str, Account] = {}
         # "once" [OAS] or "guide" [G] retries after 1, 5, 15 min: see daemon.sandbox.push_retry.
         self.pusher = PushEmitter(push_retries, push_retry_scale)
         self._malformed_serial = 0
@@ -128,7 +94,7 @@ class DocPlannerSandbox(SandboxServer):
     def add_client(self, client: DocPlannerClient) -> None:
         with self._lock:
             window = SlidingWindow(self.requests_per_hour, 3600.0)
-            self._accounts[client.client_id] = _Account(client, window)
+            self._accounts[client.client_id] = Account(client, window)
 
     def set_enabled(self, client_id: str, enabled: bool = True) -> None:
         """Enable (or disable) a client, as DocPlanner's staff would."""
@@ -136,7 +102,7 @@ class DocPlannerSandbox(SandboxServer):
             account = self._account(client_id)
             account.client = replace(account.client, enabled=enabled)
 
-    def _account(self, client_id: str) -> _Account:
+    def _account(self, client_id: str) -> Account:
         try:
             return self._accounts[client_id]
         except KeyError:
@@ -159,7 +125,7 @@ class DocPlannerSandbox(SandboxServer):
     def queue_length(self, client_id: str) -> int:
         with self._lock:
             account = self._account(client_id)
-            self._expire(account, self.clock.now())
+            expire(account, self.clock.now())
             return len(account.queue)
 
     def handed_out(self, client_id: str) -> list[Any]:
@@ -204,7 +170,7 @@ class DocPlannerSandbox(SandboxServer):
             if url is None:
                 raise ValueError(f"client {client_id!r} has no push_url")
             if notifications is None:
-                self._expire(account, self.clock.now())
+                expire(account, self.clock.now())
                 notifications = [item for _, item, _ in account.queue]
                 if drain:
                     account.queue.clear()
@@ -238,7 +204,7 @@ class DocPlannerSandbox(SandboxServer):
             return Response(200, json_body({"API": list(self.public_ips)}), "application/json")
         if request.path == TOKEN_PATH:
             if request.method != "POST":
-                return _error(405, "Method not allowed")
+                return error(405, "Method not allowed")
             return self._token(request)
         route = request.path.removeprefix(self.api_prefix)
         if request.path == route:
@@ -246,12 +212,12 @@ class DocPlannerSandbox(SandboxServer):
         if route in ("/notifications", "/notifications/multiple"):
             if request.method != "GET":
                 # [G] errors: "405 Method Not Allowed - The HTTP method used is not supported".
-                return _error(405, "Method not allowed")
+                return error(405, "Method not allowed")
             # [OAS] GET /notifications pops one, GET /notifications/multiple pops up to limit.
             return self._pull(request, multiple=route.endswith("/multiple"))
         if route == "/notifications/release":
             if request.method != "POST":
-                return _error(405, "Method not allowed")  # [G] errors, 405
+                return error(405, "Method not allowed")  # [G] errors, 405
             return self._release(request)  # [OAS] POST /notifications/release
         return self._unknown_route()
 
@@ -260,14 +226,14 @@ class DocPlannerSandbox(SandboxServer):
         # route (a wrong base URL, a moved API): docs silent; this answer has the empty
         # queue's media type and shape with another message, the strictest test of a client
         # that must read only "No notifications found" as an empty queue.
-        return _error(404, "Object not found")
+        return error(404, "Object not found")
 
     def _token(self, request: Request) -> Response:
         with self._lock:
             known = {cid: account.client.client_secret for cid, account in self._accounts.items()}
         return docplanner_token(request, known, self.tokens, self.token_ttl, self.clock.now())
 
-    def _authenticate(self, request: Request) -> _Account | Response:
+    def _authenticate(self, request: Request) -> Account | Response:
         token = bearer(request.header("Authorization"))
         client_id, state = self.tokens.check(token, self.clock.now())
         if client_id is None:
@@ -275,19 +241,8 @@ class DocPlannerSandbox(SandboxServer):
             problem = "has expired" if state == "expired" else "is invalid"
             text = f"The access token provided {problem}."
             challenge = f'Bearer realm="Service", error="invalid_grant", error_description="{text}"'
-            return _error(401, text, {"WWW-Authenticate": challenge})
+            return error(401, text, {"WWW-Authenticate": challenge})
         return self._accounts[client_id]
-
-    def _rate_headers(self, account: _Account, now: float) -> dict[str, str]:
-        # [OAS] Fundamentals, [G] rate-limits: X-RateLimit-Limit/-Remaining/-Used, and
-        # X-RateLimit-Reset "in ISO8601 format".
-        window = account.window
-        return {
-            "X-RateLimit-Limit": str(window.limit),
-            "X-RateLimit-Remaining": str(window.remaining(now)),
-            "X-RateLimit-Used": str(window.used(now)),
-            "X-RateLimit-Reset": iso_utc_offset(window.reset_at(now)),
-        }
 
     def _pull(self, request: Request, *, multiple: bool) -> Response:
         fault = self.draw_fault()
@@ -300,32 +255,18 @@ class DocPlannerSandbox(SandboxServer):
         now = self.clock.now()
         with self._lock:
             allowed = account.window.hit(now)
-            headers = self._rate_headers(account, now)
+            headers = rate_headers(account.window, now)
         if not allowed:
             # [OAS]: "GET action limit is 8000 requests per hour"; 429 "until the request
             # reset time has been reached" (no Retry-After on pulls: X-RateLimit-Reset).
-            return _error(429, "Too many requests", headers)
+            return error(429, "Too many requests", headers)
         # Accept: application/vnd.docplanner+json ([OAS] media type); other Accept values:
         # docs silent; stricter than the client (406).
         if MEDIA_TYPE not in (request.header("Accept") or ""):
-            return _error(406, f"Not acceptable: send Accept: {MEDIA_TYPE}", headers)
-        if kind in ("500", "503"):
-            return _error(int(kind), _REASONS[kind], headers)  # [G] errors: 5xx
-        if kind == "waf":
-            # Not documented by DocPlanner (SPEC §1: WAF challenges, 405 with an HTML body).
-            return waf_response()
-        if kind == "400":
-            # [G] errors: "400 - Bad Request"; on a pull: docs silent (a refusal that stops).
-            return _error(400, "Bad request", headers)
-        if kind == "403":
-            # Pull operations document only 200 and 404; the OpenAPI's Fundamentals give
-            # "403 - Forbidden: You don't have the access rights to perform this action"
-            # with the vnd.error body (docs silent on pulls: a refusal that later stops).
-            return _error(403, "You don't have the access rights to perform this action", headers)
-        if kind == "429":
-            full = {"X-RateLimit-Remaining": "0", "X-RateLimit-Used": headers["X-RateLimit-Limit"]}
-            full["X-RateLimit-Reset"] = iso_utc_offset(now + RETRY_AFTER_SECONDS)
-            return _error(429, "Too many requests", {**headers, **full})
+            return error(406, f"Not acceptable: send Accept: {MEDIA_TYPE}", headers)
+        refused = fault_response(kind, headers, now)
+        if refused is not None:
+            return refused
         limit = 1
         if multiple and (raw := request.param("limit")) is not None:
             limit = int(raw) if raw.strip().isdigit() else 0
@@ -333,15 +274,15 @@ class DocPlannerSandbox(SandboxServer):
                 # [OAS] limit "Can take value from 1 to 100"; out of range: docs silent;
                 # stricter than the client (400).
                 errors = {"limit": ["This value should be between 1 and 100."]}
-                return _error(400, "Invalid arguments", headers, errors=errors)
+                return error(400, "Invalid arguments", headers, errors=errors)
         popped: list[tuple[float, Any, bytes | None]] = []
         with self._lock:
-            self._expire(account, now)
+            expire(account, now)
             if kind == "malformed" and not multiple:
                 items, remaining = self._malformed(1), len(account.queue)
             elif not account.queue:
                 # [OAS]: 404 "Notification queue is empty", {errors: [], message: ...}.
-                return _error(404, "No notifications found", headers)
+                return error(404, "No notifications found", headers)
             else:
                 count = min(limit, len(account.queue))
                 popped = [account.queue.popleft() for _ in range(count)]
@@ -354,25 +295,12 @@ class DocPlannerSandbox(SandboxServer):
                     for bad in self._malformed(1 + self._rng.randrange(2)):
                         items.insert(self._rng.randrange(len(items) + 1), bad)
             account.handed_out.extend(items)
-        action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
-        content_type = f"{MEDIA_TYPE}; charset=UTF-8"
-        encoded = [raw for _, _, raw in popped if raw is not None] if multiple else []
-        if encoded and kind != "malformed" and len(encoded) == len(items):
-            # [OAS] PullMultipleNotificationsResponse: the same bytes, joined pre-encoded.
-            body = b"".join((b'{"notifications":[', b",".join(encoded), b'],"remaining":'))
-            return Response(200, body + b"%d}" % remaining, content_type, headers, action=action)
-        # [OAS] PullMultipleNotificationsResponse {notifications, remaining}; single: one object.
-        document = {"notifications": items, "remaining": remaining} if multiple else items[0]
-        return Response(200, json_body(document), content_type, headers, action=action)
+        return pull_response(items, popped, remaining, headers, multiple=multiple, kind=kind)
 
     def _malformed(self, count: int) -> list[Any]:
         self._malformed_serial += count
         serials = range(self._malformed_serial - count + 1, self._malformed_serial + 1)
         return [malformed(serial, self.clock.now()) for serial in serials]
-
-    def _expire(self, account: _Account, now: float) -> None:
-        while account.queue and account.queue[0][0] <= now - EXPIRY_SECONDS:
-            account.expired.append(account.queue.popleft()[1])
 
     def _release(self, request: Request) -> Response:
         account = self._authenticate(request)
@@ -380,18 +308,18 @@ class DocPlannerSandbox(SandboxServer):
             return account
         accept = request.header("Accept") or ""
         if MEDIA_TYPE not in accept and ERROR_TYPE not in accept:
-            response = _error(406, f"Not acceptable: send Accept: {ERROR_TYPE}")
+            response = error(406, f"Not acceptable: send Accept: {ERROR_TYPE}")
         elif account.client.push_url is None or not account.client.enabled:
             # [OAS] release 403: "API client is not using PUSH communication model or API
             # client is not enabled", body {"errors":[],"message":"You are not allowed ..."}.
-            response = _error(403, "You are not allowed to use this method")
+            response = error(403, "You are not allowed to use this method")
         else:
             response = self._release_now(account)
         with self._lock:
             self.release_calls.append((account.client.client_id, response.status))
         return response
 
-    def _release_now(self, account: _Account) -> Response:
+    def _release_now(self, account: Account) -> Response:
         now = self.clock.now()
         with self._lock:
             last = account.last_release
@@ -399,7 +327,7 @@ class DocPlannerSandbox(SandboxServer):
                 wait = str(max(1, math.ceil(last + RELEASE_INTERVAL - now)))
                 message = "You have reached the limit of 1 request per hour"
                 # [OAS] release 429 with Retry-After: "Time (in seconds) until the next call".
-                return _error(429, message, {"Retry-After": wait})
+                return error(429, message, {"Retry-After": wait})
             account.last_release = now
             pending = self.pusher.take_failed(account.client.client_id)
         client = account.client

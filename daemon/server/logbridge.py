@@ -4,7 +4,9 @@ waitress logs through the stdlib loggers ``waitress`` and ``waitress.queue``. Wi
 handler, ``logging`` prints warnings and tracebacks as plain text on stderr, past the JSON
 log and its secret scrubber. Here they become ``http.server_log`` events (tracebacks in the
 JSON ``exception`` field); ``waitress.queue``'s "Task queue depth" warnings are left to the
-``drainer_http_queue_depth`` gauge. An uncaught exception in a thread is logged the same way.
+``drainer_http_queue_depth`` gauge. :func:`install_process_logging` (process-wide: the
+runtime calls it once at start, never a side effect of building the HTTP front) does the
+same for every other logger without a handler and for an uncaught exception in a thread.
 """
 
 from __future__ import annotations
@@ -39,14 +41,18 @@ def _thread_crashed(args: threading.ExceptHookArgs) -> None:
 
 
 def route_server_logging() -> None:
-    """Idempotent: install the bridge on ``waitress`` and as ``logging.lastResort``."""
-    logging.raiseExceptions = False  # a failing handler must not print '--- Logging error ---'
+    """Idempotent: install the bridge on the ``waitress`` loggers (the server's own)."""
     handler = _ToStructlog()
     for name, level in (("waitress", logging.INFO), ("waitress.queue", logging.ERROR)):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
-    fallback = _ToStructlog(logging.WARNING)  # for loggers without a handler (was: stderr)
-    logging.lastResort = fallback
+
+
+def install_process_logging() -> None:
+    """Process-wide and idempotent: the bridge as ``logging.lastResort`` and the thread
+    exception hook. The runtime calls it once at start."""
+    logging.raiseExceptions = False  # a failing handler must not print '--- Logging error ---'
+    logging.lastResort = _ToStructlog(logging.WARNING)  # loggers without a handler (was: stderr)
     threading.excepthook = _thread_crashed

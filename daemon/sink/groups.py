@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from daemon.metrics_groups import DEFAULT_GROUP_LIMIT, GroupStats, StreamGroups
+from daemon.metrics.groups import DEFAULT_GROUP_LIMIT, GroupStats, StreamGroups
 from daemon.sink.connect import RedisClient
 from daemon.sink.retention import StreamId, parse_id
 from daemon.sink.retention import info_field as _get

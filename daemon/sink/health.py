@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from daemon.errors import SinkError
-from daemon.metrics_groups import StreamGroups
+from daemon.metrics.groups import StreamGroups
 from daemon.sink.connect import RedisClient
 from daemon.sink.failures import REDIS_ERRORS
 from daemon.sink.groups import read_groups

@@ -27,7 +27,7 @@ import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import DurabilityError
 from daemon.settings import RedisSettings, Settings
 from daemon.sink.connect import RedisClient, describe
@@ -46,22 +46,11 @@ from daemon.sink.durability import (
     resolve,
 )
 from daemon.sink.failures import REDIS_ERRORS, translate
+from daemon.sink.keys import related_key, watermark_key
 from daemon.sink.scripts import PUBLISH_SCRIPT, WATERMARK_SCRIPT
 
 # Kept for importers of the old name: every Redis error; daemon.sink.failures classifies them.
 TRANSIENT_REDIS_ERRORS = REDIS_ERRORS
-
-
-def related_key(stream: str, suffix: str) -> str:
-    """A key in the same hash slot as ``stream``.
-
-    ``drainer:{docplanner}`` -> ``drainer:{docplanner}:suffix`` (the tag is kept);
-    ``events`` (no tag) -> ``{events}:suffix`` (hashes like ``events`` itself).
-    """
-    start = stream.find("{")
-    if start != -1 and stream.find("}", start + 2) != -1:
-        return f"{stream}:{suffix}"
-    return f"{{{stream}}}:{suffix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +205,7 @@ class RedisSink:
             if watermark is not None:
                 # Only once every entry is in Redis, durably: a failed run above raised, so
                 # the watermark never moves past a window that is not wholly published.
-                key = related_key(watermark.stream, f"watermark:{watermark.account}")
+                key = watermark_key(watermark.stream, watermark.account)
                 name, node = self._node_for(key)
                 wait, _ = self._wait_for(name, node)
                 pipe = node.pipeline(transaction=False)
@@ -289,7 +278,7 @@ class RedisSink:
 
     def get_watermark(self, stream: str, account: str) -> datetime | None:
         try:
-            raw = self.client.get(related_key(stream, f"watermark:{account}"))
+            raw = self.client.get(watermark_key(stream, account))
         except REDIS_ERRORS as exc:
             raise translate(exc, "read") from None
         if raw is None:

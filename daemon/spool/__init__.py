@@ -1,4 +1,5 @@
-"""The local write-ahead spool (SPEC §2): :mod:`.frame` is the codec, :mod:`.log` the files."""
+"""The local write-ahead spool (SPEC §2): :mod:`.frame` is the codec, :mod:`.log` the files,
+:mod:`.read` a read-only view (for `drainer status`), :mod:`.files` private files, :mod:`.lock`."""
 
 from daemon.spool.frame import (
     MAGIC,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 
 MAGIC = b"\xd7\x5a"
 HEADER = struct.Struct(">2sIIQ")  # magic, payload length, crc32, seq

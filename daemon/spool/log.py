@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import SpoolError, SpoolFullError
 from daemon.spool.files import (
     fsync_dir,
@@ -45,6 +45,7 @@ from daemon.spool.frame import (
     encode_record,
     scan,
 )
+from daemon.spool.read import CURSOR, published_seq
 
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 
@@ -110,11 +111,7 @@ class SpoolLog:
     # --- recovery -----------------------------------------------------------------------
 
     def _recover(self) -> None:
-        cursor_file = self.directory / "cursor"
-        try:
-            self._published = int(read_private(cursor_file).decode().strip() or 0)
-        except (FileNotFoundError, ValueError):
-            self._published = 0
+        self._published = published_seq(self.directory)
         # Sequence numbers never go back, even when every segment was compacted away.
         self._next_seq = self._published + 1
         for segment in sorted(self.directory.glob("*.wal")):
@@ -234,7 +231,7 @@ class SpoolLog:
                 if self._cache.pop(slot.seq, None) is not None:
                     self._cached_events -= slot.events
             self._published = max(self._published, seq)
-            cursor = self.directory / "cursor"
+            cursor = self.directory / CURSOR
             tmp = cursor.with_suffix(".tmp")
             try:
                 write_private(tmp, str(self._published).encode())

@@ -16,7 +16,7 @@ import redis
 
 from daemon.commands.demo.check import compare, verdict
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import myinvois_entry
+from daemon.envelope.myinvois import myinvois_entry
 from tests.helpers import ROOT
 
 ACCOUNT_LINE = re.compile(

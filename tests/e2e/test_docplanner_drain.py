@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, wait_settled, write_config
 

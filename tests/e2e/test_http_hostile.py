@@ -30,7 +30,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.server.apps import MAX_PUSH_BYTES
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config

@@ -29,7 +29,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 

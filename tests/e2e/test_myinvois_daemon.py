@@ -15,10 +15,10 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import myinvois_order_key
 from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
 from daemon.sources.myinvois.api import iso_z
 from tests.helpers import ROOT, Daemon, stream_entries, wait_for, write_config
+from tests.integration.test_myinvois import myinvois_order_key
 
 STREAM = "drainer:{myinvois}"
 WATERMARK = "drainer:{myinvois}:watermark:acme"

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
 

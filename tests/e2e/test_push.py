@@ -21,7 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, SandboxClock
 from daemon.sandbox.events import NotificationFactory
 from daemon.server.apps import MAX_PUSH_BYTES

@@ -17,7 +17,7 @@ from daemon.commands.status import (
     EXIT_REDIS_DOWN,
     problems,
 )
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import load_settings
 from daemon.spool import SpoolBudget, SpoolLog

@@ -15,7 +15,7 @@ import requests
 
 from daemon.commands.demo.localredis import LocalRedis
 from daemon.commands.status import EXIT_NOT_READY
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.runtime.run import STOP_BUDGET
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config

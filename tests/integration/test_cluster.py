@@ -12,7 +12,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from daemon.commands.demo.localredis import find_redis_server, free_port
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink, related_key
 from daemon.sink.connect import connect

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.metrics_groups import ConsumerGroupCollector
+from daemon.metrics.groups import ConsumerGroupCollector
 from daemon.settings import RedisSettings
 from daemon.sink.groups import group_stats, read_groups, read_stream_groups
 from daemon.sink.retention import RetentionWorker, consumer_group_floor, parse_id

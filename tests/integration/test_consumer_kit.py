@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import docplanner_entry
+from daemon.envelope.docplanner import docplanner_entry
 from drainer_consumer import Consumer, DeadLetter, Event
 from tests.helpers import ROOT, stream_entries, wait_for
 

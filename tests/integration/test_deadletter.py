@@ -11,7 +11,8 @@ import redis
 
 from daemon.cli import main
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import Invalid, deadletter_entry, docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
+from daemon.envelope.entries import Invalid, deadletter_entry
 from daemon.sink import RedisSink, connect
 from tests.helpers import stream_entries, write_config
 

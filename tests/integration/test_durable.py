@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis, find_redis_server, free_port
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import DurabilityError, RedisCommandError, SinkError
 from daemon.metrics import Metrics
 from daemon.publisher import IDLE_WAIT, Publisher

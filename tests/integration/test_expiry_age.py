@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
+from daemon.envelope.batch import PullExpander
 from daemon.metrics import Metrics
-from daemon.sources.docplanner.expand import PullExpander
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.spool import RawBatch
 
 NAME = "drainer_docplanner_oldest_event_age_seconds"
@@ -42,7 +43,7 @@ def setup(now: float) -> tuple[Clock, CollectorRegistry, Metrics, PullExpander]:
     clock = Clock(now)
     registry = CollectorRegistry()
     metrics = Metrics(registry, [("docplanner", "pl")], wall_clock=clock)
-    expand = PullExpander("pl", "s", "dl", metrics, clock)
+    expand = PullExpander("pl", "s", "dl", DocPlannerIntake(metrics, "pl"))
     return clock, registry, metrics, expand
 
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
 from daemon.sink import RedisSink

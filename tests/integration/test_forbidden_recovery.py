@@ -19,15 +19,16 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.batch import PullExpander
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.metrics import Metrics
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.publisher import Publisher
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from daemon.settings import DocPlannerAccount
 from daemon.sink import RedisSink, connect
 from daemon.sources.budget import SlidingWindowBudget
 from daemon.sources.docplanner.api import DocPlannerApi
-from daemon.sources.docplanner.expand import PullExpander
 from daemon.sources.docplanner.pull import DocPlannerPuller
 from daemon.sources.http import UpstreamClient
 from daemon.spool import SpoolBudget, SpoolLog
@@ -61,7 +62,7 @@ def puller_and_publisher(
     spool_budget = SpoolBudget(1 << 30)
     spool = SpoolLog(tmp_path / "spool", spool_budget)
     sink = RedisSink(connect(redis_server.url, timeout=1.0), 86400.0, 0)
-    expand = PullExpander("pl", STREAM, DEADLETTER, metrics)
+    expand = PullExpander("pl", STREAM, DEADLETTER, DocPlannerIntake(metrics, "pl"))
     publisher = Publisher("docplanner", "pl", spool, sink, metrics, DEADLETTER, expand=expand)
     puller = DocPlannerPuller(
         account, DocPlannerApi(account, http), spool, spool_budget, metrics, STREAM, DEADLETTER,

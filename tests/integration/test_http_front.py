@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +37,20 @@ def test_a_listen_address_off_loopback_is_warned_about_once() -> None:
             )
             front.stop()
         assert len([e for e in logs if e["event"] == "http.listen_exposed"]) == warned
+
+
+def test_building_the_front_installs_no_process_wide_hook() -> None:
+    """HttpFront leaves threading.excepthook and logging.lastResort alone (runtime sets them)."""
+    hook, last_resort = threading.excepthook, logging.lastResort
+    front = HttpFront(
+        ServerSettings(listen="127.0.0.1:0"),
+        CollectorRegistry(),
+        lambda: True,
+        lambda: (True, {}),
+        {},
+    )
+    front.stop()
+    assert threading.excepthook is hook and logging.lastResort is last_resort
 
 
 def test_the_published_list_is_refreshed_and_the_last_good_one_kept_on_failure() -> None:

@@ -13,9 +13,10 @@ import redis
 from structlog.testing import capture_logs
 
 from daemon.commands.demo.localredis import LocalRedis
+from daemon.runtime.leased import LeasedWorker
 from daemon.settings import RedisSettings
 from daemon.sink.connect import connect
-from daemon.sink.lease import Lease, LeasedWorker, lease_key
+from daemon.sink.lease import Lease, lease_key
 from daemon.worker import Health
 from tests.helpers import write_config
 

@@ -16,7 +16,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import myinvois_order_key
+from daemon.envelope.myinvois import myinvois_created
 from daemon.errors import AuthError, BadRequestError, ForbiddenError
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
@@ -37,6 +37,11 @@ TIN = "C9876543210"
 FAST = 6000  # requests per minute for tests that are not about the budget
 
 MakePoller = Callable[..., MyInvoisPoller]
+
+
+def myinvois_order_key(item: dict[str, Any]) -> tuple[datetime, str]:
+    """Oldest first: creationDateTime, then notificationId."""
+    return (myinvois_created(item), str(item["notificationId"]))
 
 
 def sandbox_clients() -> list[MyInvoisClient]:

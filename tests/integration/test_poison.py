@@ -11,7 +11,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.metrics import Metrics
 from daemon.publisher import SET_ASIDE_AFTER, Publisher
 from daemon.sink import RedisSink, connect

@@ -14,7 +14,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from daemon.commands.demo.localredis import LocalRedis, free_port
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import SinkError
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink

@@ -70,7 +70,7 @@ def test_sentinel_url_finds_the_master_and_the_sink_works(
         assert describe(client) == "sentinel"
         client.set("probe", "x")
         assert direct.get("probe") == b"x"
-        from daemon.envelope import StreamEntry
+        from daemon.envelope.entries import StreamEntry
 
         sink = RedisSink(client, dedupe_window=60, stream_maxlen=0)
         entry = StreamEntry("s:{a}", "1", {"event_id": "1"})

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import RedisCommandError
 from daemon.sink import RedisSink, WatermarkUpdate, related_key
 from tests.helpers import wait_for

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import SpoolError
 from daemon.spool import SpoolBudget, SpoolLog
 

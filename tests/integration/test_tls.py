@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import find_redis_server, free_port
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.settings import RedisSettings
 from daemon.sink import RedisSink
 from daemon.sink.connect import connect

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.envelope import docplanner_event_id
+from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox
 from tests.helpers import stream_entries, wait_for
 from tests.integration.test_forbidden_recovery import STREAM, puller_and_publisher, run_until

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import SinkError
 from daemon.sink import PublishResult, WatermarkUpdate
 from daemon.sources.docplanner.api import PullResponse

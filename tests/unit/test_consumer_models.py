@@ -12,14 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from daemon.envelope import (
-    Invalid,
-    check_docplanner,
-    check_myinvois,
-    deadletter_entry,
-    docplanner_entry,
-    myinvois_entry,
-)
+from daemon.envelope.docplanner import check_docplanner, docplanner_entry
+from daemon.envelope.entries import Invalid, deadletter_entry
+from daemon.envelope.myinvois import check_myinvois, myinvois_entry
 from drainer_consumer import (
     Consumer,
     DeadLetter,

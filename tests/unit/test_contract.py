@@ -9,7 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from daemon.envelope import Invalid, deadletter_entry, docplanner_entry, myinvois_entry
+from daemon.envelope.docplanner import docplanner_entry
+from daemon.envelope.entries import Invalid, deadletter_entry
+from daemon.envelope.myinvois import myinvois_entry
 from drainer_consumer import Event
 from drainer_consumer.contract import FILES, asyncapi, entry_schema, generated, published
 

@@ -18,12 +18,13 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from daemon.metrics import Metrics, StreamLengthCollector, exported_names
-from daemon.metrics_groups import ConsumerGroupCollector, GroupStats, StreamGroups
-from daemon.metrics_process import register_process_metrics
+from daemon.metrics import Metrics
+from daemon.metrics.collectors import StreamLengthCollector
+from daemon.metrics.groups import ConsumerGroupCollector, GroupStats, StreamGroups
+from daemon.metrics.process import register_process_metrics
+from daemon.runtime.leased import wrap
 from daemon.server.stats import HttpMetrics
 from daemon.sink.durability import ReplicationWatch
-from daemon.sink.lease import wrap
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "notification-drainer.json"
@@ -35,7 +36,7 @@ OPS_README = ROOT / "deploy" / "README-ops.md"
 
 # Series that Prometheus itself makes (not the daemon) and that rules may use.
 PROMETHEUS_SERIES = {"up"}
-# process_* series come from the daemon's registry (daemon/metrics_process.py).
+# process_* series come from the daemon's registry (daemon/metrics/process.py).
 # Functions and aggregations the queries may call; anything else followed by "(" is an error,
 # so a misspelt function is not silently taken for something else.
 PROMQL_CALLS = {
@@ -72,6 +73,16 @@ EXPECTED_ALERTS = {
     "RedisMasterWithoutReplicas",
     "MyInvoisClientBudgetTooSmall",
 }
+
+
+def exported_names(registry: CollectorRegistry) -> set[str]:
+    """Every sample name the registry exports."""
+    names: set[str] = set()
+    for family in registry.collect():
+        names.add(family.name)
+        for sample in family.samples:
+            names.add(sample.name)
+    return names
 
 
 def metric_names(expr: str) -> set[str]:

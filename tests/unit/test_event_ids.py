@@ -10,17 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from daemon.envelope import (
-    InexactJsonError,
-    Invalid,
-    PullBatch,
-    StreamEntry,
-    canonical_json,
-    docplanner_event_id,
-    parse_pull_body,
-)
+from daemon.envelope.batch import PullExpander
+from daemon.envelope.codec import InexactJsonError, canonical_json
+from daemon.envelope.docplanner import PullBatch, docplanner_event_id, parse_pull_body
+from daemon.envelope.entries import Invalid, StreamEntry
 from daemon.metrics import Metrics
-from daemon.sources.docplanner.expand import PullExpander
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.spool import RawBatch
 
 # Computed with the json-module implementation (before orjson), never to be edited.
@@ -64,7 +59,7 @@ def test_event_ids_of_fixed_notifications_are_pinned() -> None:
 def _expanded(body: bytes) -> list[StreamEntry]:
     """The entries ``drainer run`` builds from one pulled body."""
     metrics = Metrics(CollectorRegistry(), [("docplanner", "acme")])
-    expand = PullExpander("acme", "s", "dl", metrics, lambda: 0.0)
+    expand = PullExpander("acme", "s", "dl", DocPlannerIntake(metrics, "acme"))
     return expand(RawBatch(1_793_614_740.0, "pull", body))
 
 

@@ -22,20 +22,19 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from daemon.envelope import (
-    Invalid,
+from daemon.envelope.batch import PullExpander, build_entries
+from daemon.envelope.codec import canonical_json, loads
+from daemon.envelope.docplanner import (
     PullBatch,
-    canonical_json,
     check_docplanner,
-    check_myinvois,
     docplanner_event_id,
-    loads,
-    myinvois_entry,
     parse_pull_body,
 )
+from daemon.envelope.entries import Invalid
+from daemon.envelope.myinvois import check_myinvois, myinvois_entry
+from daemon.envelope.salvage import UNREADABLE_WHOLE
 from daemon.metrics import Metrics
-from daemon.salvage import UNREADABLE_WHOLE
-from daemon.sources.docplanner.expand import PullExpander, build_entries
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.myinvois.window import Window, build_batch
 from daemon.spool import RawBatch, SpoolBudget, SpoolLog
@@ -161,7 +160,7 @@ def pull_bodies(draw: st.DrawFn) -> bytes:
 def expander() -> tuple[PullExpander, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = Metrics(registry, [("docplanner", ACCOUNT)])
-    return PullExpander(ACCOUNT, STREAM, DEADLETTER, metrics, lambda: RECEIVED), registry
+    return PullExpander(ACCOUNT, STREAM, DEADLETTER, DocPlannerIntake(metrics, ACCOUNT)), registry
 
 
 def deadletter_count(registry: CollectorRegistry) -> float:

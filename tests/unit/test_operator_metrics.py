@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from daemon import __version__
 from daemon.errors import SinkError
-from daemon.metrics import Metrics, StreamLengthCollector
-from daemon.metrics_process import register_process_metrics
+from daemon.metrics import Metrics
+from daemon.metrics.collectors import StreamLengthCollector
+from daemon.metrics.process import register_process_metrics
 from daemon.revision import revision
 from daemon.server.stats import HttpMetrics
 

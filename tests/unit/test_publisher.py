@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import InvariantError
 from daemon.metrics import Metrics
 from daemon.publisher import IDLE_WAIT, Publisher

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
+from daemon.envelope.batch import PullExpander
+from daemon.envelope.salvage import salvage
 from daemon.errors import TransientError
 from daemon.metrics import Metrics
-from daemon.salvage import salvage
-from daemon.sources.docplanner.expand import PullExpander
+from daemon.metrics.docplanner import DocPlannerIntake
 from daemon.sources.myinvois.api import parse_page
 from daemon.sources.myinvois.window import Window, build_batch
 from daemon.spool import RawBatch
@@ -58,7 +59,7 @@ def test_a_pull_batch_with_a_nesting_bomb_publishes_its_other_items() -> None:
     deep = b'{"name":"slot-booked","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     body = b'{"notifications":[%s,%s,%s],"remaining":4}' % (item % 1, deep, item % 2)
     metrics = Metrics(CollectorRegistry(), [("docplanner", "pl")])
-    expand = PullExpander("pl", "s", "dl", metrics)
+    expand = PullExpander("pl", "s", "dl", DocPlannerIntake(metrics, "pl"))
     entries = expand(RawBatch(1_790_000_000.0, "pull", body))
     assert [e.stream for e in entries] == ["s", "dl", "s"]
     assert entries[1].fields["reason"] == "invalid_notification"

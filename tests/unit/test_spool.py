@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.envelope import StreamEntry
+from daemon.envelope.entries import StreamEntry
 from daemon.errors import SpoolFullError
 from daemon.spool import SpoolBudget, SpoolLog, decode_entries, encode_record, scan
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import redis
 
-from daemon.sink.lease import Lease, LeasedWorker
+from daemon.runtime.leased import LeasedWorker
+from daemon.sink.lease import Lease
 from daemon.worker import Health
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import redis
 
-from daemon.envelope import check_docplanner, docplanner_event_id, myinvois_event_id
+from daemon.envelope.docplanner import check_docplanner, docplanner_event_id
+from daemon.envelope.myinvois import myinvois_event_id
 from daemon.sandbox import DocPlannerSandbox, MyInvoisSandbox
 from daemon.settings import StreamSettings
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import requests
 import structlog
 
-from daemon.envelope import loads
+from daemon.envelope.codec import loads
 from daemon.errors import (
     AuthError,
     ForbiddenError,

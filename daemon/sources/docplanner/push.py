@@ -28,14 +28,9 @@ from typing import Any
 
 import structlog
 
-from daemon.envelope import (
-    Invalid,
-    StreamEntry,
-    check_docplanner,
-    deadletter_entry,
-    docplanner_entry,
-    loads,
-)
+from daemon.envelope.codec import loads
+from daemon.envelope.docplanner import check_docplanner, docplanner_entry
+from daemon.envelope.entries import Invalid, StreamEntry, deadletter_entry
 from daemon.errors import SpoolError, SpoolFullError
 from daemon.metrics import Metrics
 from daemon.spool import SpoolLog

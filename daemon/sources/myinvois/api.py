@@ -24,7 +24,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from daemon.envelope import loads
+from daemon.envelope.codec import loads
+from daemon.envelope.salvage import salvage
 from daemon.errors import (
     AuthError,
     BadRequestError,
@@ -32,7 +33,6 @@ from daemon.errors import (
     PageSizeRefusedError,
     TransientError,
 )
-from daemon.salvage import salvage
 from daemon.settings import MyInvoisAccount
 from daemon.sources.budget import FairBudget
 from daemon.sources.http import UpstreamClient, token_from
@@ -203,7 +203,7 @@ def parse_page(body: bytes, page_size: int) -> tuple[list[Any], bool]:
     Reading again is harmless, so a page that does not parse is retried, never
     dead-lettered. A page that parses only leniently (an item holding ``NaN``, ``Infinity``
     or ``1e999``) is not retried forever: it is read, and the window dead-letters those
-    items (:func:`daemon.envelope.check_myinvois`). A missing ``hasNext`` means "another
+    items (:func:`daemon.envelope.myinvois.check_myinvois`). A missing ``hasNext`` means "another
     page" when this one was full.
     """
     try:

@@ -45,9 +45,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from daemon.envelope import (
-    rfc3339,
-)
+from daemon.envelope.entries import rfc3339
 from daemon.errors import (
     BadRequestError,
     ForbiddenError,

@@ -20,16 +20,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from daemon.envelope import (
-    Invalid,
-    StreamEntry,
-    check_myinvois,
-    deadletter_entry,
-    myinvois_created,
-    myinvois_entry,
-    parse_time,
-    to_raw,
-)
+from daemon.envelope.codec import to_raw
+from daemon.envelope.entries import Invalid, StreamEntry, deadletter_entry, parse_time
+from daemon.envelope.myinvois import check_myinvois, myinvois_created, myinvois_entry
 from daemon.metrics import Metrics
 from daemon.settings import MyInvoisAccount
 from daemon.sources.myinvois.api import whole_seconds

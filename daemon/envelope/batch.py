@@ -1,36 +1,31 @@
-"""DocPlanner notifications -> stream entries: a pulled raw body or pushed items (pure + metrics).
+"""A DocPlanner batch -> stream entries: a spooled pull body, or items pushed to us.
 
 :class:`PullExpander` runs in the publisher thread: it turns a spooled raw pull body into
 entries, deterministically (``received_at`` is stored with the record), so a replay after a
-crash yields the same event ids.
+crash yields the same event ids; what it counted goes to its ``observe`` callback (the
+intake metrics, :class:`daemon.metrics.docplanner.DocPlannerIntake`). Pure but for logs.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
-from daemon.envelope import (
-    InexactJsonError,
-    Invalid,
+from daemon.envelope.codec import InexactJsonError, texts_may_differ, to_raw
+from daemon.envelope.docplanner import (
     PullBatch,
-    StreamEntry,
-    deadletter_entry,
     docplanner_created,
     docplanner_entry,
     parse_pull_body,
-    rfc3339,
-    texts_may_differ,
-    to_raw,
 )
-from daemon.metrics import Metrics
-from daemon.salvage import UNREADABLE_WHOLE, salvage
-from daemon.spool import RawBatch
+from daemon.envelope.entries import Invalid, StreamEntry, deadletter_entry, rfc3339
+from daemon.envelope.salvage import UNREADABLE_WHOLE, salvage
 
-log = structlog.get_logger("daemon.sources.docplanner.expand")
+log = structlog.get_logger("daemon.envelope.batch")
 
 
 def build_entries(
@@ -92,11 +87,34 @@ def build_entries(
     return entries, reasons, created
 
 
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """What one spooled pull body gave: its entries, and what the intake metrics count."""
+
+    entries: list[StreamEntry]
+    reasons: dict[str, int]  # dead letters per reason
+    received: int  # valid notifications
+    remaining: int | None  # the queue left upstream; None when the body was unreadable
+    newest: float | None  # created_at of the newest valid notification (epoch seconds)
+    pulled_at: float
+
+
+class Received(Protocol):
+    """A spooled raw body (``daemon.spool.RawBatch``), as the expander reads it."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def received_at(self) -> float: ...
+    @property
+    def delivery(self) -> str: ...
+
+
 class PullExpander:
     """Turns a spooled raw pull body into stream entries (runs in the publisher thread).
 
     Deterministic for a given record (``received_at`` is stored with it), so a replay
-    after a crash yields the same event ids. Updates the intake metrics as it goes.
+    after a crash yields the same event ids. Hands each :class:`Expansion` to ``observe``.
     """
 
     def __init__(
@@ -104,17 +122,20 @@ class PullExpander:
         account: str,
         stream: str,
         deadletter_stream: str,
-        metrics: Metrics,
-        wall_clock: Callable[[], float] = time.time,
+        observe: Callable[[Expansion], None] | None = None,
     ) -> None:
         self.account = account
         self.stream = stream
         self.deadletter_stream = deadletter_stream
-        self.metrics = metrics
-        self.wall_clock = wall_clock
-        self._labels = {"source": "docplanner", "account": account}
+        self.observe = observe
 
-    def __call__(self, raw: RawBatch) -> list[StreamEntry]:
+    def __call__(self, raw: Received) -> list[StreamEntry]:
+        expansion = self.expand(raw)
+        if self.observe is not None:
+            self.observe(expansion)
+        return expansion.entries
+
+    def expand(self, raw: Received) -> Expansion:
         received_at = datetime.fromtimestamp(raw.received_at, tz=UTC)
         parsed = parse_pull_body(raw.body)
         built = None
@@ -127,28 +148,19 @@ class PullExpander:
             parsed = _item_by_item(raw.body) or parsed  # one poison item, not the whole batch
         if isinstance(parsed, Invalid):
             # Popped upstream already: the raw body is the only copy left. Dead-letter it whole.
-            self.metrics.deadletter.labels(**self._labels, reason=parsed.reason).inc()
             log.error(
                 "docplanner.unparseable_body",
                 account=self.account,
                 bytes=len(raw.body),
                 detail=parsed.detail,
             )
-            return [
-                deadletter_entry(
-                    self.deadletter_stream, "docplanner", self.account, parsed, received_at
-                )
-            ]
+            entry = deadletter_entry(
+                self.deadletter_stream, "docplanner", self.account, parsed, received_at
+            )
+            return Expansion([entry], {parsed.reason: 1}, 0, None, None, raw.received_at)
         entries, reasons, created = built or self._build(parsed, received_at, raw.delivery)
-        for reason, count in reasons.items():
-            self.metrics.deadletter.labels(**self._labels, reason=reason).inc(count)
-        self.metrics.events_received.labels(**self._labels).inc(len(created))
-        self.metrics.docplanner_queue_remaining.labels(**self._labels).set(parsed.remaining)
         newest = max(created).timestamp() if created else None
-        self.metrics.docplanner_expiry.observe(
-            self.account, raw.received_at, parsed.remaining, newest
-        )
-        return entries
+        return Expansion(entries, reasons, len(created), parsed.remaining, newest, raw.received_at)
 
     def _build(
         self, parsed: PullBatch, received_at: datetime, delivery: str

@@ -5,7 +5,7 @@ digits, makes ``json.loads`` reject the whole body. A MyInvois page would then b
 for again for ever (the account stalls) and a DocPlanner batch would be dead-lettered
 whole. :func:`salvage` splits the body's item array with a byte scanner (nothing parsed,
 nothing recursive) and parses each item on its own; the ones that still cannot be read
-become :class:`~daemon.envelope.Unreadable` and are dead-lettered with their bytes.
+become :class:`~daemon.envelope.entries.Unreadable` and are dead-lettered with their bytes.
 A truncated body does not scan and stays unreadable as a whole. Pure: no I/O.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.envelope import Unreadable, loads
+from daemon.envelope.codec import loads
+from daemon.envelope.entries import Unreadable
 
 UNREADABLE_WHOLE = ("nested too deeply", "integer string conversion")
 """The parse errors an item causes on its own (the rest of the body being fine): the body is
@@ -24,7 +25,7 @@ def salvage(body: bytes, key: str, *, strict: bool = False) -> dict[str, Any] | 
     """A body that JSON cannot read whole, read item by item: the top-level object with its
     ``key`` array's elements parsed one at a time, each one that cannot be an
     :class:`Unreadable`. None when the body is not such an object (e.g. truncated): then
-    it is unreadable as a whole. ``strict`` as in :func:`~daemon.envelope.loads`.
+    it is unreadable as a whole. ``strict`` as in :func:`~daemon.envelope.codec.loads`.
     """
     split = _split_array(body, key.encode())
     if split is None:

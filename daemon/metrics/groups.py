@@ -22,7 +22,7 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-log = structlog.get_logger("daemon.metrics_groups")
+log = structlog.get_logger("daemon.metrics.groups")
 
 DEFAULT_GROUP_LIMIT = 20
 
