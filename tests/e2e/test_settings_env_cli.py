@@ -7,31 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ACCOUNTS = """
-[[docplanner]]
-name = "pl"
-base_url = "https://www.znanylekarz.pl"
-client_id = "pl-id"
-client_secret = "pl-s3cr3t-value"
-
-[[docplanner]]
-name = "es-main"
-base_url = "https://www.doctoralia.es"
-client_id = "es-id"
-client_secret = "es-s3cr3t-value"
-
-[[myinvois]]
-name = "acme"
-base_url = "https://preprod-api.myinvois.hasil.gov.my"
-client_id = "acme-id"
-client_secret = "acme-s3cr3t-value"
-"""
-
-
-def write(tmp_path: Path, text: str = ACCOUNTS) -> Path:
-    path = tmp_path / "drainer.toml"
-    path.write_text(text)
-    return path
+from tests.unit.test_settings_env import write
 
 
 def test_cli_config_error_from_the_environment_exits_2_with_one_line(tmp_path: Path) -> None:
