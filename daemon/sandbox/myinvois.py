@@ -32,7 +32,7 @@ from daemon.sandbox.faults import RETRY_AFTER_SECONDS
 from daemon.sandbox.identity import TOKEN_PATH, IdentityServer, login
 from daemon.sandbox.oauth import TokenStore, bearer
 from daemon.sandbox.query import MAX_PAGE_SIZE, BadArgumentError, Query
-from daemon.sandbox.records import RecordFactory
+from daemon.sandbox.records import RecordFactory, record_id
 from daemon.sandbox.server import Request, Response, SandboxServer, json_body, waf_response
 from daemon.sandbox.standard import (
     error,
@@ -333,7 +333,7 @@ class MyInvoisSandbox(SandboxServer):
             page, has_next = query.page(taxpayer.records)
             if kind == "reset_after":
                 return Response(0, action="reset")
-            taxpayer.handed_out.update(str(_id(record)) for record in page)
+            taxpayer.handed_out.update(str(record_id(record)) for record in page)
             taxpayer.polled.append(mono)
             if kind == "malformed":
                 bad = dict(self._rng.choice(page) if page else self.factory.make(0, "", "C0"))
@@ -345,8 +345,3 @@ class MyInvoisSandbox(SandboxServer):
         body = json_body({"result": page, "metadata": {"hasNext": has_next}})
         action: Literal["send", "truncate"] = "truncate" if kind == "truncate" else "send"
         return Response(200, body, "application/json; charset=utf-8", headers, action=action)
-
-
-def _id(record: Any) -> object:
-    """A record's notificationId; an injected poison item may have none."""
-    return record.get("notificationId", "") if isinstance(record, dict) else ""

@@ -121,3 +121,8 @@ class RecordFactory:
                 "status": STATUSES[status_id],
                 "deliveryAttempts": attempts,
             }
+
+
+def record_id(record: Any) -> object:
+    """A record's notificationId; an injected poison item may have none."""
+    return record.get("notificationId", "") if isinstance(record, dict) else ""
