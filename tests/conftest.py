@@ -41,10 +41,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
 
 @pytest.fixture
 def redis_client(redis_server: LocalRedis) -> Iterator[redis.Redis]:
-    """A client on an empty database."""
+    """A client on an empty database, emptied again afterwards: a test that leaves a key of
+    the wrong type (WRONGTYPE tests) must not hand it to the next test of the session."""
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     client.flushall()
     yield client
+    client.flushall()
     client.close()
 
 

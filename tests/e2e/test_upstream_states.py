@@ -59,7 +59,7 @@ def status(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_myinvois_400_not_about_page_size_shows_its_text_in_status(
-    tmp_path: Path, redis_server: LocalRedis
+    tmp_path: Path, redis_server: LocalRedis, redis_client: redis.Redis
 ) -> None:
     """Every page refused with 400 BadRequest: status names the account with upstream's text."""
     clients = [MyInvoisClient(client_id="acme-id", client_secret="acme-id-secret-value")]
