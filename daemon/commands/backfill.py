@@ -39,6 +39,7 @@ from daemon.errors import (
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
 from daemon.publisher import Publisher
+from daemon.runtime.wiring import myinvois_poller
 from daemon.settings import MyInvoisAccount, config_path, load_settings, parse_timestamp, redact_url
 from daemon.sink import RedisSink, connect
 from daemon.sources.myinvois.api import MyInvoisApi, whole_seconds
@@ -107,16 +108,8 @@ def pipeline(
     publisher = Publisher(
         "myinvois", account.name, spool, sink, metrics, deadletter_stream, count_deadletters=True
     )
-    poller = MyInvoisPoller(
-        account,
-        api,
-        spool,
-        metrics,
-        stream,
-        deadletter_stream,
-        cursor,
-        role="backfill",
-        on_spooled=publisher.wake.set,
+    poller = myinvois_poller(
+        account, api, publisher, metrics, stream, deadletter_stream, cursor, role="backfill"
     )
     return poller, publisher
 

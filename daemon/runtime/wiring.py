@@ -14,6 +14,7 @@ sink's lease and retention workers talk to Redis.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
@@ -40,8 +41,9 @@ from daemon.sources.docplanner.pull import DocPlannerPuller
 from daemon.sources.docplanner.push import PushReceiver
 from daemon.sources.docplanner.release import ReleaseScheduler
 from daemon.sources.http import UpstreamClient
+from daemon.sources.myinvois.api import MyInvoisApi
 from daemon.sources.myinvois.poll import MyInvoisPoller, build_api
-from daemon.sources.myinvois.window import WatermarkCursor
+from daemon.sources.myinvois.window import Cursor, WatermarkCursor
 from daemon.spool import SpoolBudget, SpoolLog
 
 log = structlog.get_logger("daemon.runtime.wiring")
@@ -225,16 +227,34 @@ def _myinvois(parts: Parts, account: MyInvoisAccount, keep: Account | None) -> A
     result.on_close.append(lambda: api.shared.leave(account.name))  # its place in line
     cursor = WatermarkCursor(account, publisher.read_watermark, parts.metrics, parts.wall_clock)
     result.intake.append(
-        MyInvoisPoller(
+        myinvois_poller(
             account,
             api,
-            spool,
+            publisher,
             parts.metrics,
             streams.myinvois,
             streams.deadletter,
             cursor,
-            parts.wall_clock,
-            on_spooled=publisher.wake.set,
+            wall_clock=parts.wall_clock,
         )
     )
     return result
+
+
+def myinvois_poller(
+    account: MyInvoisAccount,
+    api: MyInvoisApi,
+    publisher: Publisher,
+    metrics: Metrics,
+    stream: str,
+    deadletter_stream: str,
+    cursor: Cursor,
+    wall_clock: Callable[[], float] = time.time,
+    role: str = "poller",
+) -> MyInvoisPoller:
+    """The one MyInvois wiring (``drainer run``, ``drainer backfill`` and the benchmarks): a
+    poller reading ``cursor``'s windows into ``publisher``'s spool, waking it per window."""
+    return MyInvoisPoller(
+        account, api, publisher.spool, metrics, stream, deadletter_stream, cursor, wall_clock,
+        role=role, on_spooled=publisher.wake.set,
+    )  # fmt: skip
