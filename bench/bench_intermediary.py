@@ -190,9 +190,9 @@ def run() -> list[Row]:
         Row(
             f"{label}: threads, peak RSS, CPU polling with nothing new",
             f"at most {threads} threads; {peak:,.0f} MiB; {cpu_share:.0%} of one core",
-            "goal 64 threads (thread-per-account runtime today)",
+            "goal 64 threads",
             threads / 64,
-            "≤ 64 threads, RSS ≤ 400 MiB",
+            "≤ 64 threads; RSS ≤ 250 MiB (150 taxpayers), ≤ 400 MiB (1,000)",
         ),
         Row(
             f"{TAXPAYERS:,} taxpayers at the default 12/min, nothing upstream: daemon CPU",
