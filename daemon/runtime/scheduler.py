@@ -235,6 +235,8 @@ class Scheduler:
             job.running = False
             self._running -= 1
             if delay is not None and not job.removed:
+                if job.woken:  # a wake that landed after _again decided: honour it now
+                    delay = 0.0
                 job.woken = False
                 self._push(job, self.clock() + delay)
             job.done.set()

@@ -29,6 +29,7 @@ def client(redis_server: LocalRedis) -> Iterator[redis.Redis]:
     built = redis.Redis.from_url(redis_server.url)
     built.flushall()
     yield built
+    built.flushall()  # leave no key (e.g. a WRONGTYPE one) to the next test
     built.close()
 
 
@@ -132,7 +133,7 @@ def test_two_processes_one_active_and_takeover_after_expiry(client: redis.Redis)
     died = time.monotonic()  # worker_a stops ticking: its key expires within the TTL
     while not inner_b.ticks:
         time.sleep(worker_b.tick(time.monotonic()) or 0.01)  # the tick's own wait: a driver
-    assert time.monotonic() - died <= 1.0 + worker_b.lease.retry_every + 0.2
+    assert time.monotonic() - died <= 1.0 + worker_b.lease.retry_every + 1.0  # a loaded box
 
 
 def test_unreachable_redis_keeps_the_lease_only_while_it_is_surely_ours(

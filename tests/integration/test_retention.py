@@ -25,6 +25,7 @@ def client(redis_server: LocalRedis) -> Iterator[redis.Redis]:
     built = redis.Redis.from_url(redis_server.url)
     built.flushall()
     yield built
+    built.flushall()  # leave no key (e.g. a WRONGTYPE one) to the next test
     built.close()
 
 

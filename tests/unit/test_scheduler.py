@@ -315,3 +315,24 @@ def test_a_stuck_tick_holds_one_slot_and_the_others_keep_their_schedule() -> Non
         release.set()
         assert scheduler.stop(10)
         pool.close()
+
+
+def test_a_wake_between_the_decision_and_the_reschedule_is_not_lost() -> None:
+    """A wake landing after the tick decided "not due" (30 s) still makes it due at once."""
+    scheduler, pool, clock, _ = make()
+    worker = Scripted("publisher", [30.0])
+    scheduler.add(worker)
+    finish = scheduler._finish
+
+    def wake_then_finish(job: object, delay: float | None) -> None:
+        scheduler.wake(worker)  # the spool rang while the tick was ending
+        finish(job, delay)  # type: ignore[arg-type]
+
+    scheduler._finish = wake_then_finish  # type: ignore[method-assign]
+    scheduler.dispatch(clock.now)
+    pool.run_all()
+    scheduler._finish = finish  # type: ignore[method-assign]
+    scheduler.dispatch(clock.now)
+    assert pool.tasks, "the woken worker is due now, not in 30 s"
+    pool.run_all()
+    assert worker.ticks == 2
