@@ -15,22 +15,15 @@ import pytest
 import redis
 
 from daemon.commands.demo.localredis import LocalRedis
-from daemon.sandbox import MyInvoisClient, MyInvoisSandbox
+from daemon.sandbox import MyInvoisSandbox
 from daemon.sources.myinvois.api import iso_z
 from tests.helpers import ROOT, Daemon, stream_entries, wait_for, write_config
-from tests.integration.test_myinvois import myinvois_order_key
+from tests.integration.test_myinvois import myinvois_order_key, sandbox_clients
 
 STREAM = "drainer:{myinvois}"
 WATERMARK = "drainer:{myinvois}:watermark:acme"
 TIN = "C9876543210"
 FAST = 6000  # requests per minute for tests that are not about the budget
-
-
-def sandbox_clients() -> list[MyInvoisClient]:
-    return [
-        MyInvoisClient(client_id="acme-id", client_secret="acme-id-secret-value"),
-        MyInvoisClient(client_id="agent-id", client_secret="agent-id-secret", on_behalf_of=TIN),
-    ]
 
 
 @pytest.fixture

@@ -12,20 +12,9 @@ from daemon.commands.demo.localredis import LocalRedis
 from daemon.envelope.docplanner import docplanner_event_id
 from daemon.sandbox import DocPlannerClient, DocPlannerSandbox, MyInvoisClient, MyInvoisSandbox
 from tests.helpers import Daemon, dp_account, stream_entries, wait_for, write_config
+from tests.integration.test_poison import DEADLETTER, DOCPLANNER, DOCPLANNER_POISON
 
-DOCPLANNER = "drainer:{docplanner}"
 MYINVOIS = "drainer:{myinvois}"
-DEADLETTER = "drainer:{deadletter}"
-NOW = "2026-11-02T10:18:34+00:00"
-SLOT = {"name": "slot-booked", "data": {}, "created_at": NOW}
-DOCPLANNER_POISON: list[Any] = [
-    "poison-dp-1 not an object",
-    {**SLOT, "marker": "poison-dp-2", "name": {"x": [{"y": [1, {"z": None}]}]}},
-    {**SLOT, "marker": "poison-dp-3", "created_at": "2026-02-30T10:00:00Z"},
-    {**SLOT, "marker": "poison-dp-4", "created_at": "0001-01-01T00:00:00+05:00"},
-    {**SLOT, "marker": "poison-dp-5", "data": "nope"},
-    {**SLOT, "marker": "poison-dp-6", "created_at": 1700000000},
-]
 
 
 def myinvois_poison() -> list[Any]:
